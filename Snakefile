@@ -1,0 +1,22 @@
+# lrdynamics: LR, weight decay and gradient noise in normalized nets.
+# `snakemake --cores 2` draws every figure of config/config.yaml (the demo);
+# `snakemake --configfile config/paper.yaml ...` runs the paper-scale grid.
+from snakemake.utils import min_version
+
+min_version("9.20")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_figures(),
+        all_runs(),

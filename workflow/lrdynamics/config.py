@@ -1,0 +1,311 @@
+"""Configuration: validation against the JSON schema and resolution into runs.
+
+A run's settings are, in order of precedence: one point of the experiment's ``grid``,
+the experiment's own keys, ``run_defaults``, the schema's defaults. Every resolved run is
+validated again, and semantic checks that a schema cannot express (milestones past the
+end, a grid key that is not a run key, GroupNorm groups that do not divide the widths)
+run here too, so a bad config fails before any job starts, naming the key path.
+
+Torch-free: the Snakefile imports this module.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from functools import cache
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from lrdynamics.schedules import milestone_steps, steps_per_epoch, total_steps
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+# Native sizes of the datasets we know: (train, test, channels, image side, classes).
+DATASET_FACTS = {
+    "fashion_mnist": (60000, 10000, 1, 28, 10),
+    "cifar10": (50000, 10000, 3, 32, 10),
+    "cifar100": (50000, 10000, 3, 32, 100),
+}
+# Names a run file uses for its own dimensions and variables (record.VARIABLES); a grid
+# alias equal to one of them is spelled out in full instead (e.g. "training-epochs").
+RESERVED_NAMES = frozenset(
+    "step epoch layer train_loss train_accuracy test_loss test_accuracy minibatch_loss learning_rate "
+    "weight_decay intrinsic_lr weight_norm total_weight_norm effective_lr total_effective_lr angular_update "
+    "total_angular_update grad_norm".split()
+)
+RUN_SECTIONS = ("dataset", "model", "optimizer", "schedule", "training", "evaluation")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key path and what is valid."""
+
+
+@cache
+def load_schema() -> dict:
+    with open(SCHEMA_PATH) as f:
+        return yaml.safe_load(f)
+
+
+def _key_path(parts) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError, prefix: str) -> str:
+    path = _key_path([*filter(None, prefix.split(".")), *error.absolute_path])
+    v = error.validator
+    if v == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        where = path
+        names = ", ".join(f"{where}.{k}" if where != "(top level)" else k for k in extra)
+        hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
+        return f"unknown key {names}{hint}"
+    if v == "enum":
+        allowed = ", ".join(map(str, error.validator_value))
+        return f"{path}: {error.instance!r} is not allowed; allowed values: {allowed}"
+    if v == "type":
+        want = error.validator_value
+        hint = ""
+        if isinstance(error.instance, str) and "number" in str(want):
+            hint = " (YAML reads 1e-4 as a string: write 1.0e-4)"
+        return f"{path}: {error.instance!r} is not of type {want}{hint}"
+    if v == "minItems":
+        return f"{path}: must not be empty (at least {error.validator_value} item)"
+    if v == "minProperties":
+        return f"{path}: must have at least {error.validator_value} entry"
+    if v == "propertyNames":
+        return f"{path}: invalid name {error.instance!r} ({error.message})"
+    return f"{path}: {error.message}"
+
+
+def validate(instance, schema: dict, prefix: str = "") -> None:
+    """Validate ``instance``; raise ConfigError listing every problem with its path."""
+    root = load_schema()
+    full = {**schema, "$defs": root["$defs"]}
+    validator = jsonschema.Draft202012Validator(full)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path)))
+    if errors:
+        lines = [_describe(e, prefix) for e in errors]
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(lines))
+
+
+def _resolve_ref(schema: dict) -> dict:
+    root = load_schema()
+    while "$ref" in schema:
+        node = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        schema = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def schema_defaults(schema: dict):
+    """The default value a schema node gives, filling nested objects recursively."""
+    schema = _resolve_ref(schema)
+    if "default" in schema and not schema.get("properties"):
+        return copy.deepcopy(schema["default"])
+    if schema.get("type") == "object" or "properties" in schema:
+        out = {}
+        for key, sub in schema.get("properties", {}).items():
+            value = schema_defaults(sub)
+            if value is not None or "default" in _resolve_ref(sub):
+                out[key] = value
+        return out
+    return None
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """A copy of ``base`` with ``override`` merged in (dicts merge, other values replace)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def format_value(value) -> str:
+    """Compact, file-name-safe text of a hyperparameter value (repr for floats)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "-".join(format_value(v) for v in value) or "none"
+    return str(value)
+
+
+def grid_aliases(keys) -> dict[str, str]:
+    """Short names of grid keys: the last dotted part, unless two keys share it or it
+    is a name the run file uses already (RESERVED_NAMES); then the dashed full key."""
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return {
+        k: (a if last.count(a) == 1 and a not in RESERVED_NAMES else k.replace(".", "-"))
+        for k, a in zip(keys, last)
+    }
+
+
+def _set_dotted(run: dict, key: str, value) -> None:
+    *head, tail = key.split(".")
+    node = run
+    for part in head:
+        node = node[part]
+    node[tail] = copy.deepcopy(value)
+
+
+def _run_keys() -> set[str]:
+    run = load_schema()["$defs"]["run"]["properties"]
+    keys = {"dataset"}
+    for section, sub in run.items():
+        for key in _resolve_ref(sub).get("properties", {}):
+            keys.add(f"{section}.{key}")
+    return keys
+
+
+def channel_counts(model: dict) -> list[int]:
+    """Channel/feature counts that get normalized, for checking GroupNorm groups."""
+    name, m = model["name"], model.get("width_multiplier", 1)
+    if name == "mlp":
+        return [model["width"]]
+    if name == "cnn4":
+        return [model["width"], 2 * model["width"], 4 * model["width"]]
+    if name == "preresnet32":
+        return [16 * m, 32 * m, 64 * m]
+    if name == "vgg16":
+        return [64 * m, 128 * m, 256 * m, 512 * m]
+    return []
+
+
+def _check_run(run: dict, config: dict, where: str) -> None:
+    """Semantic checks of one resolved run."""
+    problems = []
+    datasets = config["datasets"]
+    if run.get("dataset") not in datasets:
+        problems.append(
+            f"{where}.dataset: {run.get('dataset')!r} is not a dataset of `datasets`; "
+            f"allowed values: {', '.join(datasets)}"
+        )
+    if "name" not in run["model"]:
+        problems.append(f"{where}.model.name: missing; allowed values: mlp, cnn4, preresnet32, vgg16")
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+    ds = datasets[run["dataset"]]
+    n_train_native, _, _, side, _ = DATASET_FACTS[ds["source"]]
+    n_train = ds.get("train_subset") or n_train_native
+    side = ds.get("resize") or side
+    model, tr, sched = run["model"], run["training"], run["schedule"]
+    if model["name"] == "vgg16" and side < 32:
+        problems.append(
+            f"{where}.model.name: vgg16 halves the image five times and needs images of "
+            f"at least 32 pixels; dataset {run['dataset']!r} has {side} (set its resize: 32)"
+        )
+    if model["norm"] == "gn":
+        bad = [c for c in channel_counts(model) if c % model["groups"]]
+        if bad:
+            problems.append(
+                f"{where}.model.groups: {model['groups']} does not divide the channel counts {bad}"
+            )
+    try:
+        spe = steps_per_epoch(n_train, tr["batch_size"], tr["drop_last"])
+    except ValueError as err:
+        raise ConfigError(f"invalid configuration:\n  - {where}.training: {err}") from None
+    n_steps = total_steps(tr["epochs"], spe)
+    if sched["name"] == "step":
+        steps = milestone_steps(sched, spe)
+        if any(b <= a for a, b in zip(steps, steps[1:])):
+            problems.append(f"{where}.schedule.milestones: must be increasing, got {sched['milestones']}")
+        late = [m for m, s in zip(sched["milestones"], steps) if s >= n_steps]
+        if late:
+            problems.append(
+                f"{where}.schedule.milestones: {late} ({sched['unit']}) lie at or past the end of "
+                f"training ({tr['epochs']} epochs = {n_steps} steps)"
+            )
+    elif sched["milestones"]:
+        problems.append(f"{where}.schedule.milestones: only the step schedule takes milestones")
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def experiment_runs(config: dict, name: str) -> dict[str, dict]:
+    """The resolved runs of one experiment, by run name (config already validated)."""
+    schema = load_schema()
+    exp = config["experiments"][name]
+    base = deep_merge(schema_defaults(schema["$defs"]["run"]), config.get("run_defaults", {}))
+    base = deep_merge(base, {k: exp[k] for k in RUN_SECTIONS if k in exp})
+    grid = exp.get("grid", {})
+    known = _run_keys()
+    unknown = [k for k in grid if k not in known]
+    if unknown:
+        raise ConfigError(
+            f"invalid configuration:\n  - experiments.{name}.grid: unknown run key(s) "
+            f"{', '.join(unknown)}; allowed keys: {', '.join(sorted(known))}"
+        )
+    aliases = grid_aliases(list(grid))
+    runs = {}
+    for values in itertools.product(*grid.values()):
+        point = dict(zip(grid, values))
+        run = copy.deepcopy(base)
+        for key, value in point.items():
+            _set_dotted(run, key, value)
+        run_name = "_".join(f"{aliases[k]}={format_value(v)}" for k, v in point.items()) or "run"
+        where = f"experiments.{name}" + (f" (run {run_name})" if point else "")
+        validate(run, {"$ref": "#/$defs/run"}, prefix=where)
+        _check_run(run, config, where)
+        if run_name in runs:
+            raise ConfigError(f"experiments.{name}.grid: two grid points give the run name {run_name!r}")
+        ds_name = run["dataset"]
+        run.update(
+            experiment=name,
+            run=run_name,
+            title=exp.get("title", ""),
+            references=exp.get("references", ""),
+            device=config["device"],
+            dataset_spec={**config["datasets"][ds_name], "name": ds_name},
+            dataset_dir=str(Path(config["data_dir"]) / ds_name),
+            hyperparameters={aliases[k]: v for k, v in point.items()},
+        )
+        runs[run_name] = run
+    return runs
+
+
+def load_config(config: dict) -> dict:
+    """Validate a raw config (as Snakemake reads it) and fill every default.
+
+    Returns the completed config with an extra key ``runs``:
+    ``{experiment: {run_name: resolved_run}}``. Raises ConfigError.
+    """
+    schema = load_schema()
+    validate(config, schema)
+    full = deep_merge(schema_defaults(schema), config)
+    full["datasets"] = {
+        k: deep_merge(schema_defaults(schema["$defs"]["dataset"]), v)
+        for k, v in config["datasets"].items()
+    }
+    for fig, spec in full.get("figures", {}).items():
+        if spec["experiment"] not in full["experiments"]:
+            raise ConfigError(
+                f"invalid configuration:\n  - figures.{fig}.experiment: "
+                f"{spec['experiment']!r} is not an experiment; allowed values: "
+                f"{', '.join(full['experiments'])}"
+            )
+    full["runs"] = {name: experiment_runs(full, name) for name in full["experiments"]}
+    return full
+
+
+def load_config_file(path) -> dict:
+    with open(path) as f:
+        return load_config(yaml.safe_load(f))
+
+
+def run_config_json(run: dict) -> str:
+    """The canonical JSON text of a resolved run (netCDF ``config_json``, CLI input)."""
+    return json.dumps(run, sort_keys=True, indent=1)

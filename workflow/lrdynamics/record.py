@@ -1,0 +1,154 @@
+"""The netCDF data contract: one file per run, self-describing, written atomically.
+
+Dimensions: ``step`` for curves, ``layer`` for per-layer quantities, and one length-1
+dimension per grid hyperparameter (its value as coordinate), so that
+``xr.combine_by_coords`` stacks the runs of an experiment into a hypercube. Every data
+variable has ``long_name`` and ``units``. Global attributes: ``Conventions``, ``title``,
+``source``, ``history``, ``references``, ``config_json``, ``status`` and the key
+hyperparameters as scalars (design.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+import lrdynamics
+from lrdynamics.config import format_value
+
+# name: (long_name, units, dims); every variable a run writes is declared here.
+VARIABLES = {
+    "train_loss": ("cross-entropy loss on the evaluation subset of the training set (eval mode)", "1", ("step",)),
+    "train_accuracy": ("accuracy on the evaluation subset of the training set (eval mode)", "1", ("step",)),
+    "test_loss": ("cross-entropy loss on the test set (eval mode)", "1", ("step",)),
+    "test_accuracy": ("accuracy on the test set (eval mode)", "1", ("step",)),
+    "minibatch_loss": ("mean training minibatch loss since the previous evaluation (train mode)", "1", ("step",)),
+    "learning_rate": ("learning rate eta in force at this step", "1", ("step",)),
+    "weight_decay": ("weight decay lambda in force at this step", "1", ("step",)),
+    "intrinsic_lr": ("intrinsic learning rate eta*lambda/(1-momentum)", "1", ("step",)),
+    "weight_norm": ("Frobenius norm of each weight layer", "1", ("step", "layer")),
+    "total_weight_norm": ("norm of all weight layers together", "1", ("step",)),
+    "effective_lr": ("effective learning rate eta/|w|^2 of each weight layer", "1", ("step", "layer")),
+    "total_effective_lr": ("effective learning rate eta/|w|^2 of all weight layers together", "1", ("step",)),
+    "angular_update": ("angle between each layer's weights before and after the last update", "rad", ("step", "layer")),
+    "total_angular_update": ("angle between all weights before and after the last update", "rad", ("step",)),
+    "grad_norm": ("norm of the minibatch loss gradient of the last update (weight decay excluded)", "1", ("step",)),
+}
+KEY_HYPERPARAMETERS = {
+    "model": ("model", "name"),
+    "norm": ("model", "norm"),
+    "optimizer": ("optimizer", "name"),
+    "momentum": ("optimizer", "momentum"),
+    "schedule": ("schedule", "name"),
+    "lr0": ("schedule", "lr"),
+    "wd0": ("schedule", "wd"),
+    "batch_size": ("training", "batch_size"),
+    "epochs": ("training", "epochs"),
+    "seed": ("training", "seed"),
+}
+STATUSES = ("completed", "diverged")
+
+
+def source_version() -> str:
+    """Package version and git commit of the code that made a file."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(Path(lrdynamics.__file__).parent), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return f"lrdynamics {lrdynamics.__version__} (git {commit})"
+
+
+def coordinate_value(value):
+    """A hyperparameter value usable as a netCDF coordinate (lists become text)."""
+    if isinstance(value, (list, tuple, dict)):
+        return format_value(value)
+    return value
+
+
+def run_dataset(records: dict, layers: list[str], run: dict, attrs: dict) -> xr.Dataset:
+    """Assemble a run's dataset from per-evaluation records (lists of equal length).
+
+    ``records`` maps each name of VARIABLES (and ``step``, ``epoch``) to a list with one
+    entry per evaluation point (per-layer ones: a list per point).
+    """
+    steps = np.asarray(records["step"], dtype=np.int64)
+    data_vars = {}
+    for name, (long_name, units, dims) in VARIABLES.items():
+        values = np.asarray(records[name], dtype=np.float64).reshape(len(steps), *([len(layers)] if "layer" in dims else []))
+        data_vars[name] = xr.Variable(dims, values, {"long_name": long_name, "units": units})
+    coords = {
+        "step": ("step", steps, {"long_name": "number of updates done", "units": "1"}),
+        "epoch": ("step", np.asarray(records["epoch"], dtype=np.float64), {"long_name": "passes over the training set", "units": "1"}),
+        "layer": ("layer", np.asarray(layers, dtype=str), {"long_name": "weight layer (parameter name)"}),
+    }
+    ds = xr.Dataset(data_vars, coords=coords)
+    hp = {k: coordinate_value(v) for k, v in run["hyperparameters"].items()}
+    if hp:
+        ds = ds.expand_dims({k: [v] for k, v in hp.items()})
+        for k in hp:
+            ds[k].attrs["long_name"] = f"grid hyperparameter {k}"
+    ds.attrs.update(
+        Conventions="CF-1.10",
+        title=run.get("title") or f"{run['experiment']}: {run['run']}",
+        source=source_version(),
+        history=f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}: written by lrdynamics.train",
+        references=run.get("references", ""),
+        config_json=json.dumps(run, sort_keys=True),
+        experiment=run["experiment"],
+        run=run["run"],
+        dataset=run["dataset"],
+    )
+    for attr, (section, key) in KEY_HYPERPARAMETERS.items():
+        ds.attrs[attr] = run[section][key]
+    ds.attrs.update(attrs)
+    if ds.attrs.get("status") not in STATUSES:
+        raise ValueError(f"status attribute must be one of {STATUSES}")
+    return ds
+
+
+def write_atomic(ds: xr.Dataset, path) -> None:
+    """Write with zlib compression to a temporary name, then rename (never half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    encoding = {v: {"zlib": True, "complevel": 4} for v in ds.data_vars}
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def check_contract(ds: xr.Dataset) -> list[str]:
+    """Problems with a run dataset against the contract (empty list: conforms)."""
+    problems = []
+    for attr in ("Conventions", "title", "source", "history", "references", "config_json", "status"):
+        if attr not in ds.attrs:
+            problems.append(f"missing global attribute {attr}")
+    for name, var in ds.data_vars.items():
+        for attr in ("long_name", "units"):
+            if attr not in var.attrs:
+                problems.append(f"variable {name} has no {attr}")
+    if ds.attrs.get("status") not in STATUSES:
+        problems.append(f"status {ds.attrs.get('status')!r} not in {STATUSES}")
+    if ds.attrs.get("status") == "diverged" and "diverged_step" not in ds.attrs:
+        problems.append("diverged run without diverged_step")
+    return problems
+
+
+def open_runs(paths) -> list[xr.Dataset]:
+    """Open run files (loaded into memory, files closed)."""
+    out = []
+    for p in paths:
+        with xr.open_dataset(p, engine="netcdf4") as ds:
+            out.append(ds.load())
+    return out

@@ -1,0 +1,281 @@
+"""The training engine: one resolved run config in, one netCDF file out.
+
+SGD with PyTorch semantics (``torch.optim.SGD``: coupled weight decay, momentum buffer
+without the LR), LR and WD set per step from a precomputed schedule. The dataset lives
+on the device as one normalized tensor (padded once when cropping); each epoch draws a
+``randperm`` on the device and slices batches; crop and flip act on whole batches. No
+per-sample Python, no DataLoader.
+
+Command line (outside Snakemake)::
+
+    python -m lrdynamics.train RUN_CONFIG.json OUT.nc
+
+where RUN_CONFIG is a resolved run config: the JSON in any output's ``config_json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from lrdynamics.augment import random_crop, random_flip
+from lrdynamics.data import load_prepared
+from lrdynamics.intrinsic import angular_update, effective_lr, intrinsic_lr
+from lrdynamics.models import build_model, weight_layers
+from lrdynamics.record import VARIABLES, run_dataset, write_atomic
+from lrdynamics.schedules import build_schedule, steps_per_epoch, to_steps, total_steps
+
+log = logging.getLogger("lrdynamics.train")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' means CUDA when present, else CPU; an explicit CUDA device must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} asked for but CUDA is not available (use device: auto or cpu)")
+    return device
+
+
+class DeviceData:
+    """A prepared split resident on the device, normalized (and padded for cropping)."""
+
+    def __init__(self, record: dict, device, dtype, padding: int = 0):
+        images = record["images"].to(device=device)
+        self.labels = record["labels"].to(device=device)
+        self.side = images.shape[-1]
+        self.padding = padding
+        x = images.to(dtype) / 255.0
+        if padding:
+            # torchvision's RandomCrop pads with zeros in pixel space, before normalization.
+            x = F.pad(x, (padding,) * 4, value=0.0)
+        mean = torch.tensor(record["mean"], dtype=dtype, device=device)[None, :, None, None]
+        std = torch.tensor(record["std"], dtype=dtype, device=device)[None, :, None, None]
+        self.images = (x - mean) / std
+        self.n = len(self.labels)
+        self.shape = (images.shape[1], self.side, self.side)
+
+    def batch(self, idx, crop: bool, flip: bool, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.images[idx]
+        if crop:
+            x = random_crop(x, self.side, generator)
+        elif self.padding:
+            p = self.padding
+            x = x[:, :, p:-p, p:-p]
+        if flip:
+            x = random_flip(x, generator)
+        return x, self.labels[idx]
+
+    def unpadded(self, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.n if n is None else min(n, self.n)
+        x = self.images[:n]
+        if self.padding:
+            p = self.padding
+            x = x[:, :, p:-p, p:-p]
+        return x, self.labels[:n]
+
+
+@torch.no_grad()
+def evaluate(model, images, labels, batch_size: int) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy in eval mode (running normalization statistics)."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=images.device)
+    correct = torch.zeros((), dtype=torch.int64, device=images.device)
+    for i in range(0, len(labels), batch_size):
+        out = model(images[i : i + batch_size])
+        y = labels[i : i + batch_size]
+        loss_sum += F.cross_entropy(out, y, reduction="sum").double()
+        correct += (out.argmax(1) == y).sum()
+    model.train(was_training)
+    n = len(labels)
+    return float(loss_sum) / n, float(correct) / n
+
+
+def evaluation_steps(run: dict, steps_in_epoch: int, n_steps: int) -> list[int]:
+    """Steps (number of updates done) at which the run is evaluated: 0, every k, the end."""
+    ev = run["evaluation"]
+    every = max(1, to_steps(ev["every"], ev["unit"], steps_in_epoch))
+    return sorted(set(range(0, n_steps, every)) | {n_steps})
+
+
+class Training:
+    """One training run: model, data, optimizer, schedule and the record being built."""
+
+    def __init__(self, run: dict, threads: int | None = None):
+        self.run = run
+        tr = run["training"]
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = resolve_device(run["device"])
+        self.dtype = DTYPES[tr["dtype"]]
+        ds_dir = Path(run["dataset_dir"])
+        train_rec, test_rec = load_prepared(ds_dir / "train.pt"), load_prepared(ds_dir / "test.pt")
+        self.classes = train_rec["classes"]
+        self.train = DeviceData(train_rec, self.device, self.dtype, padding=tr["crop_padding"])
+        self.test = DeviceData(test_rec, self.device, self.dtype)
+
+        # Initial weights depend only on the seed: built on the CPU, then moved.
+        torch.manual_seed(tr["seed"])
+        self.model = build_model(run["model"], self.train.shape, len(self.classes)).to(self.dtype)
+        self.model.to(self.device)
+        self.layers = weight_layers(self.model)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(tr["seed"] + 1_000_003)  # data order and augmentation
+
+        self.steps_in_epoch = steps_per_epoch(self.train.n, tr["batch_size"], tr["drop_last"])
+        self.n_steps = total_steps(tr["epochs"], self.steps_in_epoch)
+        self.schedule = build_schedule(run["schedule"], self.steps_in_epoch, self.n_steps)
+        self.eval_steps = evaluation_steps(run, self.steps_in_epoch, self.n_steps)
+        opt = run["optimizer"]
+        self.momentum = opt["momentum"]
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(trainable, lr=float(self.schedule.lr[0]), momentum=self.momentum)
+        self.records: dict[str, list] = {k: [] for k in ["step", "epoch", *VARIABLES]}
+
+    # --- measurement ---------------------------------------------------------------
+
+    def _record(self, step: int, window_loss: float, before: dict | None, grad_norm: float) -> None:
+        r, ev = self.records, self.run["evaluation"]
+        t = min(step, self.n_steps - 1)
+        lr, wd = float(self.schedule.lr[t]), float(self.schedule.wd[t])
+        r["step"].append(step)
+        r["epoch"].append(step / self.steps_in_epoch)
+        for split, data, n in (("train", self.train, ev["train_samples"]), ("test", self.test, ev["test_samples"])):
+            loss, acc = evaluate(self.model, *data.unpadded(n), ev["batch_size"])
+            r[f"{split}_loss"].append(loss)
+            r[f"{split}_accuracy"].append(acc)
+        r["minibatch_loss"].append(window_loss)
+        r["learning_rate"].append(lr)
+        r["weight_decay"].append(wd)
+        r["intrinsic_lr"].append(intrinsic_lr(lr, wd, self.momentum))
+        norms = [float(p.detach().double().norm()) for p in self.layers.values()]
+        total = math.sqrt(sum(n * n for n in norms))
+        r["weight_norm"].append(norms)
+        r["total_weight_norm"].append(total)
+        r["effective_lr"].append([effective_lr(lr, n) for n in norms])
+        r["total_effective_lr"].append(effective_lr(lr, total))
+        if before is None:
+            r["angular_update"].append([math.nan] * len(norms))
+            r["total_angular_update"].append(math.nan)
+        else:
+            after = {k: p.detach() for k, p in self.layers.items()}
+            r["angular_update"].append([angular_update(before[k], after[k]) for k in self.layers])
+            r["total_angular_update"].append(
+                angular_update(torch.cat([v.flatten() for v in before.values()]), torch.cat([v.flatten() for v in after.values()]))
+            )
+        r["grad_norm"].append(grad_norm)
+
+    # --- the loop ------------------------------------------------------------------
+
+    def fit(self) -> dict:
+        """Train to the end (or to divergence); return the status attributes."""
+        tr = self.run["training"]
+        B, crop, flip = tr["batch_size"], tr["crop_padding"] > 0, tr["flip"]
+        eval_set = set(self.eval_steps)
+        dev = self.device
+        window_sum = torch.zeros((), dtype=torch.float64, device=dev)
+        window_n = 0
+        first_bad = torch.full((), -1, dtype=torch.int64, device=dev)
+        status = {"status": "completed", "diverged_step": -1}
+        perm = None
+        start = last_log = time.perf_counter()
+        self.model.train()
+        self._record(0, math.nan, None, math.nan)
+        for step in range(self.n_steps):
+            pos = step % self.steps_in_epoch
+            if pos == 0:
+                perm = torch.randperm(self.train.n, device=dev, generator=self.generator)
+            x, y = self.train.batch(perm[pos * B : (pos + 1) * B], crop, flip, self.generator)
+            loss = F.cross_entropy(self.model(x), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for group in self.optimizer.param_groups:
+                group["lr"] = float(self.schedule.lr[step])
+                group["weight_decay"] = float(self.schedule.wd[step])
+            measure = (step + 1) in eval_set
+            if measure:
+                before = {k: p.detach().clone() for k, p in self.layers.items()}
+                grads = [p.grad for p in self.optimizer.param_groups[0]["params"] if p.grad is not None]
+                grad_norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for g in grads])))
+            self.optimizer.step()
+            # Divergence is tracked on the device (no sync per step); read at evaluations.
+            bad = ~torch.isfinite(loss.detach())
+            first_bad = torch.where(bad & (first_bad < 0), torch.tensor(step, device=dev), first_bad)
+            window_sum += loss.detach().double()
+            window_n += 1
+            now = time.perf_counter()
+            if measure or now - last_log >= tr["log_every_seconds"]:
+                bad_step = int(first_bad)
+                if bad_step >= 0:
+                    status = {"status": "diverged", "diverged_step": bad_step}
+                    log.warning("loss became non-finite at step %d: run marked diverged", bad_step)
+                    break
+            if measure:
+                self._record(step + 1, float(window_sum) / window_n, before, grad_norm)
+                window_sum.zero_()
+                window_n = 0
+            if now - last_log >= tr["log_every_seconds"] or step + 1 == self.n_steps:
+                last_log = now
+                done = step + 1
+                rate = done / (now - start)
+                log.info(
+                    "step %d/%d (epoch %.2f)  minibatch loss %.4f  test acc %.4f  %.1f steps/s  ETA %.0f s",
+                    done, self.n_steps, done / self.steps_in_epoch, float(loss.detach()), self.records["test_accuracy"][-1],
+                    rate, (self.n_steps - done) / rate,
+                )  # fmt: skip
+        wall = time.perf_counter() - start
+        steps_done = self.records["step"][-1] if status["status"] == "completed" else status["diverged_step"]
+        status.update(
+            steps_per_second=steps_done / wall if wall > 0 else math.nan,
+            wall_time_s=wall,
+            device=str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else ""),
+            total_steps=self.n_steps,
+            steps_per_epoch=self.steps_in_epoch,
+            torch_version=torch.__version__,
+        )
+        return status
+
+    def dataset(self, status: dict):
+        return run_dataset(self.records, list(self.layers), self.run, status)
+
+
+def train(run: dict, out_path, threads: int | None = None):
+    """Run one training and write its netCDF file; return the dataset."""
+    training = Training(run, threads)
+    log.info(
+        "run %s/%s: %s on %s, %d steps (%d per epoch), %d evaluations, device %s",
+        run["experiment"], run["run"], run["model"]["name"], run["dataset"], training.n_steps,
+        training.steps_in_epoch, len(training.eval_steps), training.device,
+    )  # fmt: skip
+    status = training.fit()
+    ds = training.dataset(status)
+    write_atomic(ds, out_path)
+    log.info("wrote %s (%s, %.1f steps/s, %.1f s)", out_path, status["status"], status["steps_per_second"], status["wall_time_s"])
+    return ds
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lrdynamics.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_config", help="resolved run config (JSON; the config_json of any run file)")
+    parser.add_argument("out", help="output netCDF path")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with open(args.run_config) as f:
+        run = json.load(f)
+    train(run, args.out, args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

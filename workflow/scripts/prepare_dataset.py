@@ -1,0 +1,20 @@
+"""Snakemake script of rule prepare_dataset: raw files -> resources/<name>/{train,test}.pt."""
+
+import logging
+from pathlib import Path
+
+from lrdynamics.data import DatasetError, prepare_dataset
+from lrdynamics.logs import setup_logging
+
+setup_logging(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
+log = logging.getLogger("lrdynamics.prepare_dataset")
+try:
+    summary = prepare_dataset(
+        snakemake.params.spec,  # noqa: F821
+        snakemake.params.data_dir,  # noqa: F821
+        Path(snakemake.output.train).parent,  # noqa: F821
+    )
+except DatasetError as err:
+    log.error("%s", err)
+    raise SystemExit(1) from None
+log.info("prepared %s: %s", snakemake.wildcards.dataset, summary)  # noqa: F821
