@@ -6,7 +6,11 @@ from snakemake.utils import min_version
 min_version("9.20")
 
 
-configfile: "config/config.yaml"
+# The demo config, unless config files are named on the command line: Snakemake would
+# otherwise deep-merge them into it (demo experiments leaking into a paper-scale run).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

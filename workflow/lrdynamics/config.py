@@ -148,8 +148,7 @@ def grid_aliases(keys) -> dict[str, str]:
     is a name the run file uses already (RESERVED_NAMES); then the dashed full key."""
     last = [k.rsplit(".", 1)[-1] for k in keys]
     return {
-        k: (a if last.count(a) == 1 and a not in RESERVED_NAMES else k.replace(".", "-"))
-        for k, a in zip(keys, last)
+        k: (a if last.count(a) == 1 and a not in RESERVED_NAMES else k.replace(".", "-")) for k, a in zip(keys, last)
     }
 
 
@@ -211,9 +210,7 @@ def _check_run(run: dict, config: dict, where: str) -> None:
     if model["norm"] == "gn":
         bad = [c for c in channel_counts(model) if c % model["groups"]]
         if bad:
-            problems.append(
-                f"{where}.model.groups: {model['groups']} does not divide the channel counts {bad}"
-            )
+            problems.append(f"{where}.model.groups: {model['groups']} does not divide the channel counts {bad}")
     try:
         spe = steps_per_epoch(n_train, tr["batch_size"], tr["drop_last"])
     except ValueError as err:
@@ -287,8 +284,7 @@ def load_config(config: dict) -> dict:
     validate(config, schema)
     full = deep_merge(schema_defaults(schema), config)
     full["datasets"] = {
-        k: deep_merge(schema_defaults(schema["$defs"]["dataset"]), v)
-        for k, v in config["datasets"].items()
+        k: deep_merge(schema_defaults(schema["$defs"]["dataset"]), v) for k, v in config["datasets"].items()
     }
     for fig, spec in full.get("figures", {}).items():
         if spec["experiment"] not in full["experiments"]:

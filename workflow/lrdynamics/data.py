@@ -48,6 +48,7 @@ CIFAR = {
         "fine_labels",
     ),
 }
+DATASET_SOURCES = ("fashion_mnist", "cifar10", "cifar100")
 TORCHVISION_CLASS = {"fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 
 
@@ -102,6 +103,7 @@ def read_cifar(location: Path, source: str) -> dict:
     folder, _, train_members, test_member, (meta_file, meta_key), label_key = CIFAR[source]
     location = Path(location)
     if location.is_dir():
+
         def load(member):  # noqa: E306
             with open(location / member, "rb") as f:
                 return _unpickle(f)
@@ -179,8 +181,7 @@ def read_raw(source: str, data_dir: Path, download: bool = False) -> dict:
         return read_raw(source, data_dir, download=False)
     searched = "\n".join(f"    {p}" for p in locations)
     raise DatasetError(
-        f"dataset {source!r} not found. Looked in:\n{searched}\n  To provide it: "
-        + how_to_provide(source, data_dir)
+        f"dataset {source!r} not found. Looked in:\n{searched}\n  To provide it: " + how_to_provide(source, data_dir)
     )
 
 
@@ -274,3 +275,26 @@ def load_prepared(path) -> dict:
     if checksum(images, labels) != record.get("sha256"):
         raise DatasetError(f"{path}: checksum mismatch, the file is corrupt; delete it and rerun")
     return record
+
+
+def main(argv=None) -> int:
+    """``python -m lrdynamics.data locate SOURCE [--data-dir DIR]``: where the raw files are."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m lrdynamics.data")
+    sub = parser.add_subparsers(dest="command", required=True)
+    locate = sub.add_parser("locate", help="print where the raw files of a dataset are found")
+    locate.add_argument("source", choices=sorted(DATASET_SOURCES))
+    locate.add_argument("--data-dir", default="resources")
+    args = parser.parse_args(argv)
+    for location in raw_locations(args.source, Path(args.data_dir)):
+        if _present(args.source, location):
+            print(f"{args.source}: {location}")
+            return 0
+    searched = ", ".join(map(str, raw_locations(args.source, Path(args.data_dir))))
+    print(f"{args.source}: not found (looked in {searched}); {how_to_provide(args.source, Path(args.data_dir))}")
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -30,8 +30,10 @@ def make_norm(kind: str, channels: int, spatial: bool, groups: int = 8, eps: flo
         return nn.GroupNorm(groups, channels, eps=eps, affine=False)
     if kind == "ln":
         # LayerNorm over all of (C, H, W) is GroupNorm with one group.
-        return nn.GroupNorm(1, channels, eps=eps, affine=False) if spatial else nn.LayerNorm(
-            channels, eps=eps, elementwise_affine=False
+        return (
+            nn.GroupNorm(1, channels, eps=eps, affine=False)
+            if spatial
+            else nn.LayerNorm(channels, eps=eps, elementwise_affine=False)
         )
     if kind == "none":
         return nn.Identity()

@@ -83,11 +83,17 @@ def run_dataset(records: dict, layers: list[str], run: dict, attrs: dict) -> xr.
     steps = np.asarray(records["step"], dtype=np.int64)
     data_vars = {}
     for name, (long_name, units, dims) in VARIABLES.items():
-        values = np.asarray(records[name], dtype=np.float64).reshape(len(steps), *([len(layers)] if "layer" in dims else []))
+        values = np.asarray(records[name], dtype=np.float64).reshape(
+            len(steps), *([len(layers)] if "layer" in dims else [])
+        )
         data_vars[name] = xr.Variable(dims, values, {"long_name": long_name, "units": units})
     coords = {
         "step": ("step", steps, {"long_name": "number of updates done", "units": "1"}),
-        "epoch": ("step", np.asarray(records["epoch"], dtype=np.float64), {"long_name": "passes over the training set", "units": "1"}),
+        "epoch": (
+            "step",
+            np.asarray(records["epoch"], dtype=np.float64),
+            {"long_name": "passes over the training set", "units": "1"},
+        ),
         "layer": ("layer", np.asarray(layers, dtype=str), {"long_name": "weight layer (parameter name)"}),
     }
     ds = xr.Dataset(data_vars, coords=coords)

@@ -76,6 +76,4 @@ def build_schedule(spec: dict, steps_in_epoch: int, n_steps: int) -> Schedule:
         for m in milestone_steps(spec, steps_in_epoch):
             k += t >= m
         return Schedule(lr * float(spec["factor"]) ** k, wd)
-    raise ValueError(
-        f"unknown schedule name {name!r}; allowed: {', '.join(SCHEDULE_NAMES)}"
-    )
+    raise ValueError(f"unknown schedule name {name!r}; allowed: {', '.join(SCHEDULE_NAMES)}")

@@ -171,7 +171,9 @@ class Training:
             after = {k: p.detach() for k, p in self.layers.items()}
             r["angular_update"].append([angular_update(before[k], after[k]) for k in self.layers])
             r["total_angular_update"].append(
-                angular_update(torch.cat([v.flatten() for v in before.values()]), torch.cat([v.flatten() for v in after.values()]))
+                angular_update(
+                    torch.cat([v.flatten() for v in before.values()]), torch.cat([v.flatten() for v in after.values()])
+                )
             )
         r["grad_norm"].append(grad_norm)
 
@@ -206,7 +208,9 @@ class Training:
             if measure:
                 before = {k: p.detach().clone() for k, p in self.layers.items()}
                 grads = [p.grad for p in self.optimizer.param_groups[0]["params"] if p.grad is not None]
-                grad_norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for g in grads])))
+                grad_norm = float(
+                    torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for g in grads]))
+                )
             self.optimizer.step()
             # Divergence is tracked on the device (no sync per step); read at evaluations.
             bad = ~torch.isfinite(loss.detach())
@@ -228,17 +232,18 @@ class Training:
                 last_log = now
                 done = step + 1
                 rate = done / (now - start)
+                epoch, test_acc = done / self.steps_in_epoch, self.records["test_accuracy"][-1]
                 log.info(
                     "step %d/%d (epoch %.2f)  minibatch loss %.4f  test acc %.4f  %.1f steps/s  ETA %.0f s",
-                    done, self.n_steps, done / self.steps_in_epoch, float(loss.detach()), self.records["test_accuracy"][-1],
-                    rate, (self.n_steps - done) / rate,
+                    done, self.n_steps, epoch, float(loss.detach()), test_acc, rate, (self.n_steps - done) / rate,
                 )  # fmt: skip
         wall = time.perf_counter() - start
         steps_done = self.records["step"][-1] if status["status"] == "completed" else status["diverged_step"]
         status.update(
             steps_per_second=steps_done / wall if wall > 0 else math.nan,
             wall_time_s=wall,
-            device=str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else ""),
+            device=str(self.device)
+            + (f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else ""),
             total_steps=self.n_steps,
             steps_per_epoch=self.steps_in_epoch,
             torch_version=torch.__version__,
@@ -260,7 +265,13 @@ def train(run: dict, out_path, threads: int | None = None):
     status = training.fit()
     ds = training.dataset(status)
     write_atomic(ds, out_path)
-    log.info("wrote %s (%s, %.1f steps/s, %.1f s)", out_path, status["status"], status["steps_per_second"], status["wall_time_s"])
+    log.info(
+        "wrote %s (%s, %.1f steps/s, %.1f s)",
+        out_path,
+        status["status"],
+        status["steps_per_second"],
+        status["wall_time_s"],
+    )
     return ds
 
 

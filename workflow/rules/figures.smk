@@ -11,5 +11,7 @@ rule plot_training_curves:
         pdf="results/figures/training_curves.pdf",
     log:
         "results/logs/figures/training_curves.log",
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/plot_training_curves.py"

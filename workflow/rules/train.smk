@@ -3,12 +3,14 @@ rule train:
         unpack(run_dataset_files),
     output:
         "results/runs/{experiment}/{run}.nc",
-    params:
-        run_json=run_json,
+    log:
+        "results/logs/train/{experiment}/{run}.log",
+    conda:
+        "../../environment.yml"
     threads: CONFIG["train_threads"]
     resources:
         runtime="12h",
-    log:
-        "results/logs/train/{experiment}/{run}.log",
+    params:
+        run_json=run_json,
     script:
         "../scripts/train.py"

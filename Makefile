@@ -1,0 +1,47 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both create .venv/ when missing, install the project into it, and make sure the
+# Fashion-MNIST raw files can be found (Debian's dataset-fashion-mnist package).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= 2
+
+.PHONY: demo test data lint format clean-results
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+# Looks where the workflow looks (lrdynamics.data.raw_locations); installs Debian's
+# package only when no copy is found.
+data: $(STAMP)
+	@if ! $(BIN)/python -m lrdynamics.data locate fashion_mnist >/dev/null 2>&1; then \
+	  echo "Fashion-MNIST not found: installing Debian's dataset-fashion-mnist"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  ($$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
+	    || echo "could not install dataset-fashion-mnist; see README (Data)"; \
+	fi
+	@$(BIN)/python -m lrdynamics.data locate fashion_mnist
+
+demo: $(STAMP) data
+	$(BIN)/snakemake --cores $(CORES)
+
+test: $(STAMP) data
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake --lint --cores 1
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/snakefmt Snakefile workflow/rules
+
+clean-results:
+	rm -rf results .snakemake
