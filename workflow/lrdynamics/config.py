@@ -31,12 +31,14 @@ DATASET_FACTS = {
     "cifar100": (50000, 10000, 3, 32, 100),
 }
 # Names a run file uses for its own dimensions and variables (record.VARIABLES); a grid
-# alias equal to one of them is spelled out in full instead (e.g. "training-epochs").
+# alias equal to one of them is spelled out in full instead (a key "x.step" -> "x-step").
 RESERVED_NAMES = frozenset(
     "step epoch layer train_loss train_accuracy test_loss test_accuracy minibatch_loss learning_rate "
     "weight_decay intrinsic_lr weight_norm total_weight_norm effective_lr total_effective_lr angular_update "
     "total_angular_update grad_norm".split()
 )
+# Model-specific default of model.width (null in the config).
+DEFAULT_WIDTH = {"mlp": 256, "cnn4": 32}
 RUN_SECTIONS = ("dataset", "model", "optimizer", "schedule", "training", "evaluation")
 
 
@@ -57,6 +59,14 @@ def _key_path(parts) -> str:
     return out or "(top level)"
 
 
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _describe(error: jsonschema.ValidationError, prefix: str) -> str:
     path = _key_path([*filter(None, prefix.split(".")), *error.absolute_path])
     v = error.validator
@@ -73,7 +83,7 @@ def _describe(error: jsonschema.ValidationError, prefix: str) -> str:
     if v == "type":
         want = error.validator_value
         hint = ""
-        if isinstance(error.instance, str) and "number" in str(want):
+        if isinstance(error.instance, str) and "number" in str(want) and _is_float(error.instance):
             hint = " (YAML reads 1e-4 as a string: write 1.0e-4)"
         return f"{path}: {error.instance!r} is not of type {want}{hint}"
     if v == "minItems":
@@ -198,7 +208,7 @@ def _check_run(run: dict, config: dict, where: str) -> None:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
 
     ds = datasets[run["dataset"]]
-    n_train_native, _, _, side, _ = DATASET_FACTS[ds["source"]]
+    n_train_native, n_test_native, _, side, _ = DATASET_FACTS[ds["source"]]
     n_train = ds.get("train_subset") or n_train_native
     side = ds.get("resize") or side
     model, tr, sched = run["model"], run["training"], run["schedule"]
@@ -256,6 +266,8 @@ def experiment_runs(config: dict, name: str) -> dict[str, dict]:
         run_name = "_".join(f"{aliases[k]}={format_value(v)}" for k, v in point.items()) or "run"
         where = f"experiments.{name}" + (f" (run {run_name})" if point else "")
         validate(run, {"$ref": "#/$defs/run"}, prefix=where)
+        if run["model"].get("width") is None and run["model"].get("name") in DEFAULT_WIDTH:
+            run["model"]["width"] = DEFAULT_WIDTH[run["model"]["name"]]
         _check_run(run, config, where)
         if run_name in runs:
             raise ConfigError(f"experiments.{name}.grid: two grid points give the run name {run_name!r}")
@@ -263,7 +275,6 @@ def experiment_runs(config: dict, name: str) -> dict[str, dict]:
         run.update(
             experiment=name,
             run=run_name,
-            title=exp.get("title", ""),
             references=exp.get("references", ""),
             device=config["device"],
             dataset_spec={**config["datasets"][ds_name], "name": ds_name},
@@ -286,6 +297,14 @@ def load_config(config: dict) -> dict:
     full["datasets"] = {
         k: deep_merge(schema_defaults(schema["$defs"]["dataset"]), v) for k, v in config["datasets"].items()
     }
+    for name, ds in full["datasets"].items():
+        n_train, n_test = DATASET_FACTS[ds["source"]][:2]
+        for split, n in (("train", n_train), ("test", n_test)):
+            if ds[f"{split}_subset"] is not None and ds[f"{split}_subset"] > n:
+                raise ConfigError(
+                    f"invalid configuration:\n  - datasets.{name}.{split}_subset: {ds[f'{split}_subset']} is more "
+                    f"than the {n} {split} images of {ds['source']} (null: all)"
+                )
     for fig, spec in full.get("figures", {}).items():
         if spec["experiment"] not in full["experiments"]:
             raise ConfigError(

@@ -65,11 +65,16 @@ def _open_maybe_gz(path: Path):
 
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (the MNIST format: big-endian header, uint8 payload), .gz or not."""
-    with _open_maybe_gz(Path(path)) as f:
-        data = f.read()
+    try:
+        with _open_maybe_gz(Path(path)) as f:
+            data = f.read()
+    except (OSError, EOFError) as err:  # a cut download, an HTML page named .gz
+        raise DatasetError(f"{path}: unreadable ({err}); replace the file") from err
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DatasetError(f"{path}: not an IDX file of unsigned bytes")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise DatasetError(f"{path}: truncated inside its header")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     payload = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if payload.size != int(np.prod(shape)):
@@ -100,18 +105,24 @@ def _unpickle(f) -> dict:
 
 def read_cifar(location: Path, source: str) -> dict:
     """Read CIFAR-10/100 from the extracted folder or from the .tar.gz archive."""
-    folder, _, train_members, test_member, (meta_file, meta_key), label_key = CIFAR[source]
+    folder = CIFAR[source][0]
     location = Path(location)
-    if location.is_dir():
+    try:
+        if location.is_dir():
+            return _read_cifar_from(lambda member: open(location / member, "rb"), source)
+        with tarfile.open(location, "r:gz") as tar:
+            return _read_cifar_from(lambda member: tar.extractfile(f"{folder}/{member}"), source)
+    except (KeyError, EOFError, pickle.UnpicklingError, tarfile.TarError, OSError) as err:
+        raise DatasetError(f"{location}: not a readable {source} copy ({err})") from err
 
-        def load(member):  # noqa: E306
-            with open(location / member, "rb") as f:
-                return _unpickle(f)
-    else:
-        tar = tarfile.open(location, "r:gz")
 
-        def load(member):
-            return _unpickle(io.BytesIO(tar.extractfile(f"{folder}/{member}").read()))
+def _read_cifar_from(open_member, source: str) -> dict:
+    """Read the CIFAR pickles given a function that opens a member by name."""
+    _, _, train_members, test_member, (meta_file, meta_key), label_key = CIFAR[source]
+
+    def load(member):
+        with open_member(member) as f:
+            return _unpickle(io.BytesIO(f.read()))
 
     def split(members):
         batches = [load(m) for m in members]
@@ -119,14 +130,7 @@ def read_cifar(location: Path, source: str) -> dict:
         y = np.concatenate([np.asarray(b[label_key], dtype=np.int64) for b in batches])
         return x.reshape(-1, 3, 32, 32), y
 
-    try:
-        return {
-            "train": split(train_members),
-            "test": split([test_member]),
-            "classes": list(load(meta_file)[meta_key]),
-        }
-    except (KeyError, EOFError, pickle.UnpicklingError, tarfile.TarError, OSError) as err:
-        raise DatasetError(f"{location}: not a readable {source} copy ({err})") from err
+    return {"train": split(train_members), "test": split([test_member]), "classes": list(load(meta_file)[meta_key])}
 
 
 # --- where raw files may be ----------------------------------------------------------
@@ -209,7 +213,7 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 def resize_images(images: np.ndarray, side: int) -> np.ndarray:
     """Resize uint8 (N, C, H, W) images to side x side (bilinear, antialiased)."""
-    x = torch.from_numpy(images).float()
+    x = torch.from_numpy(np.array(images, dtype=np.float32))
     y = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
     return y.round().clamp(0, 255).to(torch.uint8).numpy()
 

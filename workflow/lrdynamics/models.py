@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lrdynamics.config import DEFAULT_WIDTH
+
 MODEL_NAMES = ("mlp", "cnn4", "preresnet32", "vgg16")
 VGG16_CHANNELS = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 
@@ -164,10 +166,11 @@ def build_model(spec: dict, in_shape, n_classes: int) -> ClassifierNet:
         norm_eps=spec["norm_eps"],
         freeze_last_layer=spec["freeze_last_layer"],
     )
+    width = spec.get("width") or DEFAULT_WIDTH.get(name)
     if name == "mlp":
-        return mlp(in_shape, n_classes, width=spec["width"], depth=spec["depth"], **common)
+        return mlp(in_shape, n_classes, width=width, depth=spec["depth"], **common)
     if name == "cnn4":
-        return cnn4(in_shape, n_classes, width=spec["width"], **common)
+        return cnn4(in_shape, n_classes, width=width, **common)
     if name == "preresnet32":
         return preresnet32(in_shape, n_classes, width_multiplier=spec["width_multiplier"], **common)
     if name == "vgg16":

@@ -45,7 +45,7 @@ def _save(fig, png, pdf=None) -> None:
     plt.close(fig)
 
 
-def plot_training_curves(runs: list[xr.Dataset], png, pdf=None) -> None:
+def plot_training_curves(runs: list[xr.Dataset], png, pdf=None, title: str = "") -> None:
     """Loss, accuracy, LR, weight norm, effective LR and angular update against epoch.
 
     Lines are the mean over seeds of runs with the same other hyperparameters; the band
@@ -80,7 +80,7 @@ def plot_training_curves(runs: list[xr.Dataset], png, pdf=None) -> None:
     exp = runs[0].attrs
     n_seeds = df.groupby("run")["seed"].nunique().max()
     fig.suptitle(
-        f"{exp['title']}\n{exp['model']} ({exp['norm']}), {exp['dataset']}, B={exp['batch_size']}, "
+        f"{title or exp['experiment']}\n{exp['model']} ({exp['norm']}), {exp['dataset']}, B={exp['batch_size']}, "
         f"momentum {exp['momentum']}; mean over {n_seeds} seed(s), band = min..max",
         fontsize=11,
     )

@@ -104,7 +104,7 @@ def run_dataset(records: dict, layers: list[str], run: dict, attrs: dict) -> xr.
             ds[k].attrs["long_name"] = f"grid hyperparameter {k}"
     ds.attrs.update(
         Conventions="CF-1.10",
-        title=run.get("title") or f"{run['experiment']}: {run['run']}",
+        title=f"lrdynamics run {run['run']} of experiment {run['experiment']}",
         source=source_version(),
         history=f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}: written by lrdynamics.train",
         references=run.get("references", ""),
@@ -158,3 +158,15 @@ def open_runs(paths) -> list[xr.Dataset]:
         with xr.open_dataset(p, engine="netcdf4") as ds:
             out.append(ds.load())
     return out
+
+
+def combine_runs(runs: list[xr.Dataset]) -> xr.Dataset:
+    """Stack the runs of one experiment along their grid hyperparameters.
+
+    Arguments are explicit because xarray's defaults are changing; runs of different
+    lengths (a diverged one) are padded with NaN (``join="outer"``). Global attributes
+    of the first run are kept, those of each run stay in its own file.
+    """
+    return xr.combine_by_coords(
+        runs, data_vars="all", coords="different", compat="equals", join="outer", combine_attrs="drop_conflicts"
+    )

@@ -69,3 +69,9 @@ def figure_runs(figure):
         return experiment_runs(CONFIG["figures"][figure]["experiment"])
 
     return inputs
+
+
+def figure_title(figure):
+    """Title of the experiment a figure reads (a param: editing it redraws, not retrains)."""
+    experiment = CONFIG["figures"].get(figure, {}).get("experiment")
+    return CONFIG["experiments"].get(experiment, {}).get("title", "")

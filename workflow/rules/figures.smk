@@ -13,5 +13,7 @@ rule plot_training_curves:
         "results/logs/figures/training_curves.log",
     conda:
         "../../environment.yml"
+    params:
+        title=figure_title("training_curves"),
     script:
         "../scripts/plot_training_curves.py"

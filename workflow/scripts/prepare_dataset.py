@@ -11,7 +11,7 @@ log = logging.getLogger("lrdynamics.prepare_dataset")
 try:
     summary = prepare_dataset(
         snakemake.params.spec,  # noqa: F821
-        snakemake.params.data_dir,  # noqa: F821
+        Path(snakemake.output.train).parents[1],  # noqa: F821 (<data_dir>/<dataset>/train.pt)
         Path(snakemake.output.train).parent,  # noqa: F821
     )
 except DatasetError as err:

@@ -1,0 +1,78 @@
+"""Shared fixtures: small datasets written in the real on-disk formats, tiny configs."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lrdynamics.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as a gzipped IDX file (the MNIST format)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable 28x28 images: class k has a bright horizontal band at rows 2k..2k+4."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    rng.shuffle(labels)
+    images = rng.integers(0, 60, size=(n, 28, 28))
+    for i, k in enumerate(labels):
+        images[i, 2 * k + 2 : 2 * k + 6, :] += 150
+    return images.astype(np.uint8), labels.astype(np.uint8)
+
+
+def write_fake_fashion_mnist(folder: Path, n_train: int = 600, n_test: int = 200) -> Path:
+    """Synthetic data in Fashion-MNIST's IDX files, where the workflow looks first."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
+        x, y = synthetic_images(n, seed)
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz", x)
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", y)
+    return folder
+
+
+def tiny_config(data_dir: Path, **experiment) -> dict:
+    """A raw config with one dataset and one experiment ``tiny`` (overrides merged in)."""
+    config = {
+        "device": "cpu",
+        "data_dir": str(data_dir),
+        "datasets": {"synth": {"source": "fashion_mnist"}},
+        "run_defaults": {
+            "dataset": "synth",
+            "model": {"name": "mlp", "width": 32, "depth": 2},
+            "optimizer": {"momentum": 0.9},
+            "training": {"batch_size": 50, "epochs": 2},
+            "evaluation": {"every": 0.5, "unit": "epoch", "train_samples": 200},
+            "schedule": {"name": "constant", "lr": 0.1, "wd": 5.0e-4},
+        },
+        "experiments": {"tiny": experiment},
+        "figures": {"training_curves": {"experiment": "tiny"}},
+    }
+    return config
+
+
+def resolve(config: dict) -> dict:
+    return load_config(copy.deepcopy(config))
+
+
+@pytest.fixture(scope="session")
+def synth_data_dir(tmp_path_factory) -> Path:
+    """A data dir with synthetic Fashion-MNIST-format raw files, prepared as 'synth'."""
+    from lrdynamics.data import prepare_dataset
+
+    data_dir = tmp_path_factory.mktemp("data")
+    write_fake_fashion_mnist(data_dir / "raw" / "fashion_mnist")
+    spec = resolve(tiny_config(data_dir))["datasets"]["synth"]
+    prepare_dataset(spec, data_dir, data_dir / "synth")
+    return data_dir

@@ -1,0 +1,187 @@
+"""Config validation: every bad input names the key path and what would be valid."""
+
+import copy
+
+import pytest
+import yaml
+
+from conftest import REPO, resolve, tiny_config
+from lrdynamics.config import (
+    RESERVED_NAMES,
+    ConfigError,
+    format_value,
+    grid_aliases,
+    load_config_file,
+    load_schema,
+    schema_defaults,
+)
+
+
+def test_shipped_configs_validate():
+    demo = load_config_file(REPO / "config" / "config.yaml")
+    paper = load_config_file(REPO / "config" / "paper.yaml")
+    assert demo["runs"]["baseline"]
+    run = next(iter(paper["runs"]["baseline"].values()))
+    assert run["model"]["name"] == "preresnet32"
+    assert run["schedule"]["milestones"] == [80, 120] and run["training"]["epochs"] == 160
+    assert run["dataset_spec"]["source"] == "cifar10"
+
+
+def test_defaults_fill_every_run_key():
+    run = next(iter(resolve(tiny_config("/tmp", schedule={"lr": 0.2}))["runs"]["tiny"].values()))
+    assert run["schedule"]["lr"] == 0.2  # experiment overrides run_defaults
+    assert run["schedule"]["wd"] == 5.0e-4  # run_defaults override the schema
+    assert run["model"]["norm"] == "bn" and run["model"]["freeze_last_layer"] is True  # schema
+    assert run["training"]["drop_last"] is False
+    assert run["run"] == "run" and run["hyperparameters"] == {}
+
+
+def test_grid_gives_named_runs_and_hyperparameters():
+    cfg = resolve(tiny_config("/tmp", grid={"schedule.lr": [0.1, 0.4], "training.seed": [0, 1, 2]}))
+    runs = cfg["runs"]["tiny"]
+    assert len(runs) == 6
+    assert "lr=0.4_seed=2" in runs
+    assert runs["lr=0.4_seed=2"]["hyperparameters"] == {"lr": 0.4, "seed": 2}
+    assert runs["lr=0.4_seed=2"]["schedule"]["lr"] == 0.4
+
+
+def test_grid_aliases_avoid_collisions_and_reserved_names():
+    assert grid_aliases(["schedule.lr", "training.seed"]) == {"schedule.lr": "lr", "training.seed": "seed"}
+    assert grid_aliases(["model.width", "evaluation.batch_size", "training.batch_size"]) == {
+        "model.width": "width",
+        "evaluation.batch_size": "evaluation-batch_size",
+        "training.batch_size": "training-batch_size",
+    }
+    assert "weight_decay" in RESERVED_NAMES and "learning_rate" in RESERVED_NAMES
+
+
+def test_format_value():
+    assert format_value(5e-4) == "0.0005"
+    assert format_value(1e-5) == "1e-05"
+    assert format_value(True) == "true"
+    assert format_value([80, 120]) == "80-120"
+
+
+def test_schema_gives_description_and_default_to_optional_keys():
+    """Every leaf key of a run has a description; optional ones a default."""
+    run = load_schema()["$defs"]["run"]["properties"]
+    for section, sub in run.items():
+        if section == "dataset":
+            continue
+        for key, spec in sub["properties"].items():
+            assert "description" in spec, f"{section}.{key}"
+            if (section, key) != ("model", "name"):
+                assert "default" in spec, f"{section}.{key}"
+    defaults = schema_defaults({"$ref": "#/$defs/run"})
+    assert defaults["optimizer"] == {"name": "sgd", "momentum": 0.0}
+
+
+def _with(config, path, value):
+    config = copy.deepcopy(config)
+    *head, tail = path
+    node = config
+    for p in head:
+        node = node.setdefault(p, {})
+    node[tail] = value
+    return config
+
+
+BASE = tiny_config("/tmp")
+# (what is wrong, config, substrings the message must contain)
+BAD_CONFIGS = [
+    ("unknown top-level key", _with(BASE, ["no_such_key"], 1), ["unknown key no_such_key", "allowed keys"]),
+    (
+        "unknown nested key",
+        _with(BASE, ["run_defaults", "schedule", "lrr"], 0.1),
+        ["run_defaults.schedule.lrr", "allowed keys here", "lr"],
+    ),
+    (
+        "unknown key in an experiment",
+        _with(BASE, ["experiments", "tiny", "trainig"], {}),
+        ["experiments.tiny.trainig"],
+    ),
+    ("negative LR", _with(BASE, ["run_defaults", "schedule", "lr"], -0.1), ["run_defaults.schedule.lr", "-0.1"]),
+    ("zero LR", _with(BASE, ["experiments", "tiny", "schedule"], {"lr": 0}), ["experiments.tiny.schedule.lr"]),
+    ("negative weight decay", _with(BASE, ["run_defaults", "schedule", "wd"], -1e-4), ["schedule.wd"]),
+    ("momentum 1", _with(BASE, ["run_defaults", "optimizer", "momentum"], 1.0), ["optimizer.momentum"]),
+    ("negative momentum", _with(BASE, ["run_defaults", "optimizer", "momentum"], -0.5), ["optimizer.momentum"]),
+    ("LR written 1e-4 in YAML", _with(BASE, ["run_defaults", "schedule", "lr"], "1e-4"), ["1.0e-4"]),
+    (
+        "empty grid",
+        _with(BASE, ["experiments", "tiny", "grid"], {"schedule.lr": []}),
+        ["experiments.tiny.grid.schedule.lr", "must not be empty"],
+    ),
+    (
+        "unknown grid key",
+        _with(BASE, ["experiments", "tiny", "grid"], {"schedule.lrr": [0.1]}),
+        ["experiments.tiny.grid", "schedule.lrr", "allowed keys", "schedule.lr"],
+    ),
+    (
+        "bad value inside the grid",
+        _with(BASE, ["experiments", "tiny", "grid"], {"schedule.lr": [0.1, -1.0]}),
+        ["experiments.tiny (run lr=-1.0)", "schedule.lr"],
+    ),
+    (
+        "unknown model",
+        _with(BASE, ["run_defaults", "model", "name"], "resnet9000"),
+        ["model.name", "resnet9000", "mlp, cnn4, preresnet32, vgg16"],
+    ),
+    ("unknown norm", _with(BASE, ["run_defaults", "model", "norm"], "batchnorm"), ["model.norm", "bn, gn, ln, none"]),
+    (
+        "unknown dataset source",
+        _with(BASE, ["datasets", "synth", "source"], "mnist"),
+        ["datasets.synth.source", "fashion_mnist, cifar10, cifar100"],
+    ),
+    (
+        "run names a dataset that is not declared",
+        _with(BASE, ["run_defaults", "dataset"], "imagenet"),
+        ["dataset", "imagenet", "allowed values: synth"],
+    ),
+    (
+        "unknown schedule",
+        _with(BASE, ["run_defaults", "schedule", "name"], "warp"),
+        ["schedule.name", "constant, step"],
+    ),
+    (
+        "milestones past the end",
+        _with(BASE, ["experiments", "tiny", "schedule"], {"name": "step", "milestones": [1, 5]}),
+        ["schedule.milestones", "[5]", "past the end"],
+    ),
+    (
+        "decreasing milestones",
+        _with(BASE, ["experiments", "tiny", "schedule"], {"name": "step", "milestones": [1.5, 1]}),
+        ["schedule.milestones", "increasing"],
+    ),
+    ("milestones on a constant schedule", _with(BASE, ["run_defaults", "schedule", "milestones"], [1]), ["milestones"]),
+    ("batch size 0", _with(BASE, ["run_defaults", "training", "batch_size"], 0), ["training.batch_size"]),
+    ("epochs not a number", _with(BASE, ["run_defaults", "training", "epochs"], "ten"), ["training.epochs"]),
+    ("bad device", _with(BASE, ["device"], "gpu"), ["device", "gpu"]),
+    ("no experiments", _with(BASE, ["experiments"], {}), ["experiments", "at least 1"]),
+    (
+        "figure reads a missing experiment",
+        _with(BASE, ["figures", "training_curves", "experiment"], "nope"),
+        ["figures.training_curves.experiment", "nope", "tiny"],
+    ),
+    ("unknown figure", _with(BASE, ["figures", "loss_landscape"], {"experiment": "tiny"}), ["figures.loss_landscape"]),
+    ("vgg16 on 28 px images", _with(BASE, ["run_defaults", "model", "name"], "vgg16"), ["vgg16", "resize: 32"]),
+    (
+        "GroupNorm groups that do not divide the width",
+        _with(BASE, ["run_defaults", "model"], {"name": "mlp", "width": 30, "norm": "gn", "groups": 8}),
+        ["model.groups", "[30]"],
+    ),
+    ("bad experiment name", _with(BASE, ["experiments", "a/b"], {}), ["experiments", "a/b"]),
+    ("subset too small", _with(BASE, ["datasets", "synth", "train_subset"], 3), ["datasets.synth.train_subset"]),
+]
+
+
+@pytest.mark.parametrize("what,config,expected", BAD_CONFIGS, ids=[b[0] for b in BAD_CONFIGS])
+def test_bad_config_is_one_clear_error(what, config, expected):
+    with pytest.raises(ConfigError) as err:
+        resolve(config)
+    for text in expected:
+        assert text in str(err.value), f"{what}: {text!r} not in:\n{err.value}"
+
+
+def test_yaml_reads_1e_minus_4_as_a_string_which_the_schema_rejects(tmp_path):
+    raw = yaml.safe_load("lr: 1e-4\nok: 1.0e-4")
+    assert raw == {"lr": "1e-4", "ok": 1.0e-4}

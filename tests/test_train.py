@@ -1,0 +1,146 @@
+"""The training engine and the netCDF contract, on a small synthetic dataset."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from conftest import resolve, tiny_config
+from lrdynamics.intrinsic import angular_update, intrinsic_lr
+from lrdynamics.record import VARIABLES, check_contract, combine_runs, open_runs
+from lrdynamics.train import evaluation_steps, train
+
+
+def runs_of(data_dir, **experiment):
+    return resolve(tiny_config(data_dir, **experiment))["runs"]["tiny"]
+
+
+def one_run(data_dir, **experiment):
+    return next(iter(runs_of(data_dir, **experiment).values()))
+
+
+@pytest.fixture(scope="module")
+def baseline(synth_data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "base.nc"
+    run = one_run(synth_data_dir)
+    train(run, out, threads=1)
+    with xr.open_dataset(out) as ds:
+        return run, out, ds.load()
+
+
+def test_run_file_follows_the_contract(baseline):
+    run, _, ds = baseline
+    assert check_contract(ds) == []
+    assert ds.attrs["status"] == "completed" and ds.attrs["diverged_step"] == -1
+    assert set(VARIABLES) <= set(ds.data_vars)
+    assert json.loads(ds.attrs["config_json"]) == json.loads(json.dumps(run))
+    for attr in ("steps_per_second", "wall_time_s", "device"):
+        assert attr in ds.attrs
+    assert ds.attrs["steps_per_second"] > 0 and ds.attrs["device"] == "cpu"
+    assert ds.attrs["lr0"] == 0.1 and ds.attrs["model"] == "mlp"
+    assert ds.attrs["source"].startswith("lrdynamics ")
+
+
+def test_steps_and_evaluation_points(baseline):
+    run, _, ds = baseline
+    # 600 images, B=50: 12 steps/epoch, 2 epochs, evaluated every half epoch
+    assert ds.attrs["steps_per_epoch"] == 12 and ds.attrs["total_steps"] == 24
+    assert list(ds.step.values) == [0, 6, 12, 18, 24]
+    np.testing.assert_allclose(ds.epoch.values, [0, 0.5, 1, 1.5, 2])
+    assert evaluation_steps({"evaluation": {"every": 5, "unit": "step"}}, 12, 24) == [0, 5, 10, 15, 20, 24]
+
+
+def test_training_learns_and_records_physics(baseline):
+    run, _, ds = baseline
+    acc = ds.test_accuracy.values
+    assert acc[0] < 0.3 and acc[-1] > 0.9  # the synthetic classes are easy
+    assert ds.train_loss.values[-1] < 0.5 * ds.train_loss.values[0]
+    np.testing.assert_allclose(ds.intrinsic_lr, intrinsic_lr(0.1, 5e-4, 0.9))
+    total = np.sqrt((ds.weight_norm**2).sum("layer"))
+    np.testing.assert_allclose(total, ds.total_weight_norm, rtol=1e-12)
+    np.testing.assert_allclose(ds.effective_lr, ds.learning_rate / ds.weight_norm**2, rtol=1e-12)
+    assert np.isnan(ds.total_angular_update.values[0]) and np.isnan(ds.grad_norm.values[0])
+    assert np.all(ds.total_angular_update.values[1:] > 0) and np.all(ds.total_angular_update.values[1:] < 1)
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(synth_data_dir, tmp_path, baseline):
+    run, _, ds = baseline
+    train(run, tmp_path / "again.nc", threads=1)
+    with xr.open_dataset(tmp_path / "again.nc") as again:
+        for name in VARIABLES:
+            np.testing.assert_array_equal(again[name].values, ds[name].values, err_msg=name)
+    other = one_run(synth_data_dir, training={"seed": 7})
+    train(other, tmp_path / "other.nc", threads=1)
+    with xr.open_dataset(tmp_path / "other.nc") as o:
+        assert not np.array_equal(o.total_weight_norm.values, ds.total_weight_norm.values)
+
+
+def test_norm_grows_without_weight_decay(synth_data_dir, tmp_path):
+    """Plain SGD on a scale-invariant net: grad is orthogonal to w, so |w|^2 grows by
+    eta^2 |g|^2 every step (papers.md section 2)."""
+    run = one_run(synth_data_dir, optimizer={"momentum": 0.0}, schedule={"wd": 0.0})
+    ds = train(run, tmp_path / "nowd.nc", threads=1)
+    norms = ds.total_weight_norm.values
+    assert np.all(np.diff(norms) > 0)
+
+
+def test_augmentation_and_step_decay_run(synth_data_dir, tmp_path):
+    run = one_run(
+        synth_data_dir,
+        training={"crop_padding": 2, "flip": True},
+        schedule={"name": "step", "milestones": [1], "factor": 0.1},
+        model={"name": "cnn4", "width": 4},
+    )
+    ds = train(run, tmp_path / "aug.nc", threads=1)
+    assert ds.attrs["status"] == "completed"
+    np.testing.assert_allclose(ds.learning_rate.values.ravel(), [0.1, 0.1, 0.01, 0.01, 0.01])
+
+
+def test_divergence_is_a_result_not_a_crash(synth_data_dir, tmp_path):
+    run = one_run(synth_data_dir, model={"norm": "none"}, schedule={"lr": 1.0e6})
+    ds = train(run, tmp_path / "div.nc", threads=1)
+    assert ds.attrs["status"] == "diverged"
+    assert 0 <= ds.attrs["diverged_step"] < 24
+    with xr.open_dataset(tmp_path / "div.nc") as on_disk:
+        assert check_contract(on_disk) == []
+
+
+def test_grid_runs_combine_into_a_hypercube(synth_data_dir, tmp_path):
+    runs = runs_of(synth_data_dir, grid={"schedule.wd": [0.0, 5.0e-4], "training.seed": [0, 1]}, training={"epochs": 1})
+    paths = []
+    for name, run in runs.items():
+        paths.append(tmp_path / f"{name}.nc")
+        train(run, paths[-1], threads=1)
+    combined = combine_runs(open_runs(paths))
+    assert dict(combined.sizes) == {"wd": 2, "seed": 2, "step": 3, "layer": 2}
+    assert not np.isnan(combined.test_accuracy.values).any()
+    assert combined.test_accuracy.sel(wd=5.0e-4, seed=1).shape == (3,)
+
+
+def test_command_line_entry_point(synth_data_dir, tmp_path, baseline):
+    run, _, ds = baseline
+    cfg = tmp_path / "run.json"
+    cfg.write_text(ds.attrs["config_json"])
+    out = tmp_path / "cli.nc"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lrdynamics.train", str(cfg), str(out), "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "steps/s" in proc.stderr and "ETA" in proc.stderr  # progress in the log
+    with xr.open_dataset(out) as cli:
+        np.testing.assert_array_equal(cli.test_accuracy.values, ds.test_accuracy.values)
+
+
+def test_angular_update_is_accurate_for_tiny_angles():
+    a = torch.tensor([1.0, 0.0], dtype=torch.float32)
+    for theta in (1e-6, 1e-3, 0.5, 3.0):
+        b = torch.tensor([math.cos(theta), math.sin(theta)], dtype=torch.float64) * 7
+        assert angular_update(a, b) == pytest.approx(theta, rel=1e-6)

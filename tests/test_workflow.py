@@ -1,0 +1,105 @@
+"""The Snakemake chain end to end on a tiny config, and the dry runs users rely on."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, tiny_config, write_fake_fashion_mnist
+from lrdynamics.data import DEBIAN_FASHION_MNIST
+from lrdynamics.record import check_contract, combine_runs, open_runs
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*SNAKEMAKE, "--directory", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+
+
+def write_config(workdir: Path, config: dict) -> Path:
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+REAL = DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz"
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize(
+    "data",
+    ["synthetic", pytest.param("real", marks=pytest.mark.skipif(not REAL.exists(), reason="no Debian Fashion-MNIST"))],
+)
+def test_demo_chain_end_to_end(tmp_path, data):
+    data_dir = tmp_path / "resources"
+    if data == "synthetic":
+        write_fake_fashion_mnist(data_dir / "raw" / "fashion_mnist")
+    config = tiny_config("resources", grid={"schedule.wd": [0.0, 5.0e-4], "training.seed": [0, 1]})
+    if data == "real":
+        config["datasets"]["synth"].update(train_subset=500, test_subset=200)
+    cfg = write_config(tmp_path, config)
+    proc = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    assert (tmp_path / "resources" / "synth" / "train.pt").is_file()
+    runs = sorted((tmp_path / "results" / "runs" / "tiny").glob("*.nc"))
+    assert [r.name for r in runs] == sorted(f"wd={w}_seed={s}.nc" for w in ("0.0", "0.0005") for s in (0, 1))
+    datasets = open_runs(runs)
+    for ds in datasets:
+        assert check_contract(ds) == [], ds.attrs["run"]
+        assert ds.attrs["status"] == "completed"
+    assert dict(combine_runs(datasets).sizes)["wd"] == 2
+    png = tmp_path / "results" / "figures" / "training_curves.png"
+    assert png.stat().st_size > 20_000 and (tmp_path / "results" / "figures" / "training_curves.pdf").is_file()
+    log = (tmp_path / "results" / "logs" / "train" / "tiny" / "wd=0.0_seed=0.log").read_text()
+    assert "steps/s" in log and "wrote" in log
+
+    # Rerun one figure by naming its file: the runs are reused, not retrained.
+    stamps = {r: r.stat().st_mtime_ns for r in runs}
+    png.unlink()
+    time.sleep(0.01)
+    # (the target first: --configfile takes several values)
+    proc = snakemake(tmp_path, "results/figures/training_curves.png", "--cores", "1", "--configfile", str(cfg))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert png.is_file()
+    assert {r: r.stat().st_mtime_ns for r in runs} == stamps
+
+
+@pytest.mark.workflow
+def test_a_failed_dataset_names_where_it_looked(tmp_path):
+    cfg = write_config(tmp_path, tiny_config("resources"))
+    # An empty data dir, and the Debian copy hidden by pointing at a dataset the machine lacks.
+    config = yaml.safe_load(cfg.read_text())
+    config["datasets"]["synth"]["source"] = "cifar10"
+    config["run_defaults"]["model"] = {"name": "mlp", "width": 8, "depth": 1}
+    cfg.write_text(yaml.safe_dump(config))
+    proc = snakemake(tmp_path, "--cores", "1", "--configfile", str(cfg))
+    assert proc.returncode != 0
+    log = (tmp_path / "results" / "logs" / "prepare_dataset" / "synth.log").read_text()
+    assert "cifar-10-python.tar.gz" in log and "Looked in" in log
+
+
+def test_unknown_key_on_the_command_line_is_named(tmp_path):
+    proc = snakemake(REPO, "-n", "--config", "no_such_key=1")
+    assert proc.returncode != 0
+    assert "no_such_key" in proc.stderr + proc.stdout
+
+
+def test_paper_dag_builds_in_seconds():
+    start = time.perf_counter()
+    proc = snakemake(REPO, "-n", "--quiet", "rules", "--configfile", "config/paper.yaml", timeout=120)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert "prepare_dataset" in out and "train" in out
+    assert elapsed < 60, elapsed  # generous: a broken config resolution takes minutes
