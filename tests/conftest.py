@@ -14,11 +14,23 @@ from lrdynamics.config import load_config
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array as a gzipped IDX file (the MNIST format)."""
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An IDX file of unsigned bytes: 0, 0, 0x08, ndim, big-endian uint32 dims, payload."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+    return header + array.tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """Write a uint8 array as an IDX file (the MNIST format), gzipped if the name ends in .gz."""
+    payload = idx_bytes(array)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb") as f:
+            f.write(payload)
+    else:
+        path.write_bytes(payload)
+    return path
 
 
 def synthetic_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

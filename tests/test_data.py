@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import idx_bytes, write_idx
 from lrdynamics import augment, data
 from lrdynamics.data import DatasetError
 
@@ -19,24 +20,6 @@ DEBIAN_TRAIN_IMAGES = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-
 
 
 # --- helpers: writing the published formats -------------------------------------------
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """An IDX file of unsigned bytes: 0, 0, 0x08, ndim, big-endian uint32 dims, payload."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    return header + array.tobytes()
-
-
-def write_idx(path: Path, array: np.ndarray) -> Path:
-    payload = idx_bytes(array)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".gz":
-        with gzip.open(path, "wb") as f:
-            f.write(payload)
-    else:
-        path.write_bytes(payload)
-    return path
 
 
 def make_fashion_mnist(folder: Path, n_train: int = 50, n_test: int = 20, seed: int = 0, gz: bool = True) -> dict:
@@ -605,30 +588,24 @@ def prepared(tmp_path, no_debian):
     return out
 
 
-def test_load_prepared_corrupted_checksum(prepared):
-    path = prepared / "train.pt"
-    record = torch.load(path, weights_only=True)
-    old = record["sha256"]
-    record["labels"][0] = (record["labels"][0] + 1) % 10
-    assert record["sha256"] == old
-    torch.save(record, path)
-    with pytest.raises(DatasetError, match="checksum"):
-        data.load_prepared(path)
+def _flip_label(record):
+    record["labels"][0] = (record["labels"][0] + 1) % 10  # the stored sha256 stays the old one
 
 
-def test_load_prepared_corrupted_image(prepared):
-    path = prepared / "test.pt"
-    record = torch.load(path, weights_only=True)
+def _flip_pixel_bit(record):
     record["images"][3, 0, 5, 5] ^= 1
-    torch.save(record, path)
-    with pytest.raises(DatasetError, match="checksum"):
-        data.load_prepared(path)
 
 
-def test_load_prepared_missing_checksum(prepared):
-    path = prepared / "train.pt"
-    record = torch.load(path, weights_only=True)
+def _drop_checksum(record):
     del record["sha256"]
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+@pytest.mark.parametrize("corrupt", [_flip_label, _flip_pixel_bit, _drop_checksum])
+def test_load_prepared_detects_corruption(prepared, split, corrupt):
+    path = prepared / f"{split}.pt"
+    record = torch.load(path, weights_only=True)
+    corrupt(record)
     torch.save(record, path)
     with pytest.raises(DatasetError, match="checksum"):
         data.load_prepared(path)
