@@ -20,7 +20,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from lrdynamics.schedules import milestone_steps, steps_per_epoch, total_steps
+from lrdynamics.schedules import alpha_root, base_wd, milestone_steps, steps_per_epoch, total_steps
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
@@ -35,7 +35,7 @@ DATASET_FACTS = {
 RESERVED_NAMES = frozenset(
     "step epoch layer train_loss train_accuracy test_loss test_accuracy minibatch_loss learning_rate "
     "weight_decay intrinsic_lr weight_norm total_weight_norm effective_lr total_effective_lr angular_update "
-    "total_angular_update grad_norm".split()
+    "total_angular_update grad_norm test_logits sample class".split()
 )
 # Model-specific default of model.width (null in the config).
 DEFAULT_WIDTH = {"mlp": 256, "cnn4": 32}
@@ -226,7 +226,7 @@ def _check_run(run: dict, config: dict, where: str) -> None:
     except ValueError as err:
         raise ConfigError(f"invalid configuration:\n  - {where}.training: {err}") from None
     n_steps = total_steps(tr["epochs"], spe)
-    if sched["name"] == "step":
+    if sched["name"] in ("step", "exponential"):
         steps = milestone_steps(sched, spe)
         if any(b <= a for a, b in zip(steps, steps[1:])):
             problems.append(f"{where}.schedule.milestones: must be increasing, got {sched['milestones']}")
@@ -236,8 +236,13 @@ def _check_run(run: dict, config: dict, where: str) -> None:
                 f"{where}.schedule.milestones: {late} ({sched['unit']}) lie at or past the end of "
                 f"training ({tr['epochs']} epochs = {n_steps} steps)"
             )
-    elif sched["milestones"]:
-        problems.append(f"{where}.schedule.milestones: only the step schedule takes milestones")
+    elif sched["milestones"] and sched["name"] != "exponential":
+        problems.append(f"{where}.schedule.milestones: only the step and exponential schedules take milestones")
+    if sched["name"] == "exponential" or sched["wd_as_exp_lr"]:
+        try:
+            alpha_root(sched["lr"], base_wd(sched, run["optimizer"]["momentum"]), run["optimizer"]["momentum"])
+        except ValueError as err:
+            problems.append(f"{where}.schedule: {err}")
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
 

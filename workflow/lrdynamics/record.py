@@ -40,6 +40,10 @@ VARIABLES = {
     "total_angular_update": ("angle between all weights before and after the last update", "rad", ("step",)),
     "grad_norm": ("norm of the minibatch loss gradient of the last update (weight decay excluded)", "1", ("step",)),
 }
+# Written only when the run asks for them (evaluation.logit_samples > 0).
+OPTIONAL_VARIABLES = {
+    "test_logits": ("logits of the first test images (eval mode)", "1", ("step", "sample", "class")),
+}
 KEY_HYPERPARAMETERS = {
     "model": ("model", "name"),
     "norm": ("model", "norm"),
@@ -87,6 +91,9 @@ def run_dataset(records: dict, layers: list[str], run: dict, attrs: dict) -> xr.
             len(steps), *([len(layers)] if "layer" in dims else [])
         )
         data_vars[name] = xr.Variable(dims, values, {"long_name": long_name, "units": units})
+    for name, (long_name, units, dims) in OPTIONAL_VARIABLES.items():
+        if records.get(name):
+            data_vars[name] = xr.Variable(dims, np.stack(records[name]), {"long_name": long_name, "units": units})
     coords = {
         "step": ("step", steps, {"long_name": "number of updates done", "units": "1"}),
         "epoch": (

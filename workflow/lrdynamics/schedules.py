@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SCHEDULE_NAMES = ("constant", "step")
+SCHEDULE_NAMES = ("constant", "step", "cosine", "exponential")
 
 
 def steps_per_epoch(n_train: int, batch_size: int, drop_last: bool) -> int:
@@ -44,10 +44,17 @@ def to_steps(value: float, unit: str, steps_in_epoch: int) -> int:
 
 @dataclass(frozen=True)
 class Schedule:
-    """Per-step learning rate and weight decay (float64 arrays of equal length)."""
+    """Per-step learning rate and weight decay (float64 arrays of equal length).
+
+    ``buffer_init`` is kappa where the momentum buffer must start at ``kappa * w0`` (None:
+    PyTorch's zero start); ``scale`` is c_t (length T+1) where the run's weights are
+    ``c_t`` times those of the schedule it is the exponential counterpart of (None: not one).
+    """
 
     lr: np.ndarray
     wd: np.ndarray
+    buffer_init: float | None = None
+    scale: np.ndarray | None = None
 
     def __post_init__(self):
         if self.lr.shape != self.wd.shape or self.lr.ndim != 1:
@@ -57,23 +64,99 @@ class Schedule:
         return len(self.lr)
 
 
+def alpha_root(lr: float, wd: float, momentum: float) -> float:
+    """The larger root of x^2 - (1 + gamma - eta*lambda) x + gamma = 0 (Li & Arora 2020).
+
+    With gamma = 0 it is 1 - eta*lambda. Exp LR eta*alpha^(-2t-1) without WD is SGD with
+    (eta, lambda, gamma) in function space; the weights differ by the factor alpha^(-t).
+    """
+    b = 1.0 + momentum - lr * wd
+    disc = b * b - 4.0 * momentum
+    root = (b + math.sqrt(disc)) / 2.0 if disc >= 0 else -1.0
+    if root <= 0:
+        raise ValueError(f"no positive real root for lr={lr}, wd={wd}, momentum={momentum}: lr*wd too large")
+    return root
+
+
+def exponential_counterpart(lr: np.ndarray, wd: np.ndarray, momentum: float) -> Schedule:
+    """The schedule without weight decay that is SGD with (lr_t, wd_t, momentum) exactly.
+
+    For a scale-invariant loss, substituting w~_t = c_t w_t into SGD (PyTorch semantics)
+    without WD and matching it term by term with SGD with WD gives, for r_t = c_{t+1}/c_t
+    and rho_t = lr_t / lr_{t-1}:
+
+        1/r_t = 1 + gamma*rho_t*(1 - r_{t-1}) - lr_t*wd_t      (t >= 1),  r_0 = 1/alpha_0
+        lr~_t = lr_t * c_t * c_{t+1},  c_0 = 1
+        v~_0 = kappa * w_0,  kappa = (1 - r_0 (1 - lr_0 wd_0)) / (lr~_0 gamma)
+
+    The constant case gives r_t = 1/alpha and lr~_t = lr alpha^(-2t-1), the paper's Exp LR,
+    and kappa = -(1 - alpha)/(lr alpha); a step-decay schedule gives TEXP, in an exact form
+    whose ratio relaxes to alpha_I^-2 within a few steps of each boundary (the recursion
+    contracts by ~gamma per step); a cosine schedule gives the exponential cosine.
+    """
+    lr, wd = np.asarray(lr, dtype=np.float64), np.asarray(wd, dtype=np.float64)
+    n = len(lr)
+    r = np.empty(n)
+    r[0] = 1.0 / alpha_root(lr[0], wd[0], momentum)
+    for t in range(1, n):
+        r[t] = 1.0 / (1.0 + momentum * (lr[t] / lr[t - 1]) * (1.0 - r[t - 1]) - lr[t] * wd[t])
+    c = np.concatenate([[1.0], np.cumprod(r)])
+    lr_tilde = lr * c[:-1] * c[1:]
+    kappa = (1.0 - r[0] * (1.0 - lr[0] * wd[0])) / (lr_tilde[0] * momentum) if momentum > 0 else None
+    return Schedule(lr_tilde, np.zeros(n), buffer_init=kappa, scale=c)
+
+
 def milestone_steps(spec: dict, steps_in_epoch: int) -> list[int]:
     """Milestones of a step schedule as step indices."""
     return [to_steps(m, spec["unit"], steps_in_epoch) for m in spec["milestones"]]
 
 
-def build_schedule(spec: dict, steps_in_epoch: int, n_steps: int) -> Schedule:
-    """The schedule described by a resolved ``schedule`` config entry."""
+def decays_passed(spec: dict, steps_in_epoch: int, n_steps: int) -> np.ndarray:
+    """Number of milestones passed at each step (the exponent of ``factor``)."""
+    t = np.arange(n_steps)
+    k = np.zeros(n_steps, dtype=np.int64)
+    for m in milestone_steps(spec, steps_in_epoch):
+        k += t >= m
+    return k
+
+
+def base_wd(spec: dict, momentum: float) -> float:
+    """The weight decay of a schedule; with ``intrinsic_lr`` set, lambda = lambda_e (1-gamma)/eta."""
+    if spec.get("intrinsic_lr") is not None:
+        return spec["intrinsic_lr"] * (1.0 - momentum) / spec["lr"]
+    return float(spec["wd"])
+
+
+def build_schedule(spec: dict, steps_in_epoch: int, n_steps: int, momentum: float = 0.0) -> Schedule:
+    """The schedule described by a resolved ``schedule`` config entry.
+
+    constant: lr, wd. step: the decay (``factor`` at each milestone) on ``decay_target``.
+    cosine: ``decay_target`` follows (1 + cos(pi t/T))/2. exponential: the Exp LR
+    lr*alpha^(-2t-1) of (lr, wd, momentum), WD 0, times ``factor`` at each milestone (the
+    paper's "instant decays"), momentum buffer from zero. ``wd_as_exp_lr`` replaces any of
+    them by its exact exponential counterpart (no WD; see ``exponential_counterpart``).
+    """
     name = spec["name"]
+    if name not in SCHEDULE_NAMES:
+        raise ValueError(f"unknown schedule name {name!r}; allowed: {', '.join(SCHEDULE_NAMES)}")
     t = np.arange(n_steps)
     lr = np.full(n_steps, float(spec["lr"]))
-    wd = np.full(n_steps, float(spec["wd"]))
-    if name == "constant":
-        return Schedule(lr, wd)
+    wd = np.full(n_steps, base_wd(spec, momentum))
+    if name == "exponential":
+        alpha = alpha_root(lr[0], wd[0], momentum)
+        instant_decays = float(spec["factor"]) ** decays_passed(spec, steps_in_epoch, n_steps)
+        lr = lr * alpha ** (-2.0 * t - 1.0) * instant_decays
+        return Schedule(lr, np.zeros(n_steps))
     if name == "step":
-        # Number of milestones passed at step t: the LR is lr * factor**k.
-        k = np.zeros(n_steps, dtype=np.int64)
-        for m in milestone_steps(spec, steps_in_epoch):
-            k += t >= m
-        return Schedule(lr * float(spec["factor"]) ** k, wd)
-    raise ValueError(f"unknown schedule name {name!r}; allowed: {', '.join(SCHEDULE_NAMES)}")
+        shape = float(spec["factor"]) ** decays_passed(spec, steps_in_epoch, n_steps)
+    elif name == "cosine":
+        shape = 0.5 * (1.0 + np.cos(np.pi * t / n_steps))
+    else:
+        shape = np.ones(n_steps)
+    if spec.get("decay_target", "lr") == "wd":
+        wd = wd * shape
+    else:
+        lr = lr * shape
+    if spec.get("wd_as_exp_lr"):
+        return exponential_counterpart(lr, wd, momentum)
+    return Schedule(lr, wd)

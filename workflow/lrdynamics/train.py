@@ -29,7 +29,7 @@ from lrdynamics.augment import random_crop, random_flip
 from lrdynamics.data import load_prepared
 from lrdynamics.intrinsic import angular_update, effective_lr, intrinsic_lr
 from lrdynamics.models import build_model, weight_layers
-from lrdynamics.record import VARIABLES, run_dataset, write_atomic
+from lrdynamics.record import OPTIONAL_VARIABLES, VARIABLES, run_dataset, write_atomic
 from lrdynamics.schedules import build_schedule, steps_per_epoch, to_steps, total_steps
 
 log = logging.getLogger("lrdynamics.train")
@@ -85,20 +85,21 @@ class DeviceData:
 
 
 @torch.no_grad()
-def evaluate(model, images, labels, batch_size: int) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy in eval mode (running normalization statistics)."""
+def predict(model, images, batch_size: int) -> torch.Tensor:
+    """Logits in eval mode (running normalization statistics), in batches."""
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=images.device)
-    correct = torch.zeros((), dtype=torch.int64, device=images.device)
-    for i in range(0, len(labels), batch_size):
-        out = model(images[i : i + batch_size])
-        y = labels[i : i + batch_size]
-        loss_sum += F.cross_entropy(out, y, reduction="sum").double()
-        correct += (out.argmax(1) == y).sum()
+    out = torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
     model.train(was_training)
-    n = len(labels)
-    return float(loss_sum) / n, float(correct) / n
+    return out
+
+
+@torch.no_grad()
+def evaluate(model, images, labels, batch_size: int) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy in eval mode."""
+    out = predict(model, images, batch_size)
+    loss = float(F.cross_entropy(out.double(), labels, reduction="sum")) / len(labels)
+    return loss, float((out.argmax(1) == labels).sum()) / len(labels)
 
 
 def evaluation_steps(run: dict, steps_in_epoch: int, n_steps: int) -> list[int]:
@@ -127,6 +128,10 @@ class Training:
         # Initial weights depend only on the seed: built on the CPU, then moved.
         torch.manual_seed(tr["seed"])
         self.model = build_model(run["model"], self.train.shape, len(self.classes)).to(self.dtype)
+        if tr["perturb_init"]:
+            with torch.no_grad():  # one ulp up: the chaos floor of equivalence tests
+                for p in self.model.parameters():
+                    p.copy_(torch.nextafter(p, torch.full_like(p, math.inf)))
         self.model.to(self.device)
         self.layers = weight_layers(self.model)
         self.generator = torch.Generator(device=self.device)
@@ -134,15 +139,67 @@ class Training:
 
         self.steps_in_epoch = steps_per_epoch(self.train.n, tr["batch_size"], tr["drop_last"])
         self.n_steps = total_steps(tr["epochs"], self.steps_in_epoch)
-        self.schedule = build_schedule(run["schedule"], self.steps_in_epoch, self.n_steps)
+        self.momentum = run["optimizer"]["momentum"]
+        self.schedule = build_schedule(run["schedule"], self.steps_in_epoch, self.n_steps, self.momentum)
         self.eval_steps = evaluation_steps(run, self.steps_in_epoch, self.n_steps)
-        opt = run["optimizer"]
-        self.momentum = opt["momentum"]
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(trainable, lr=float(self.schedule.lr[0]), momentum=self.momentum)
-        self.records: dict[str, list] = {k: [] for k in ["step", "epoch", *VARIABLES]}
+        if self.schedule.buffer_init is not None:
+            # The exact exponential counterpart starts its momentum buffer at kappa * w0.
+            for p in trainable:
+                self.optimizer.state[p]["momentum_buffer"] = self.schedule.buffer_init * p.detach().clone()
+        # True weights are the stored ones times 2**log2_scale (see rescale_weights).
+        self.log2_scale = 0
+        self.initial_norm = self._stored_norm()
+        self.records: dict[str, list] = {k: [] for k in ["step", "epoch", *VARIABLES, *OPTIONAL_VARIABLES]}
+
+    # --- exact rescaling of scale-invariant weights -------------------------------
+
+    def _stored_norm(self) -> float:
+        return float(torch.linalg.vector_norm(torch.stack([p.detach().double().norm() for p in self.layers.values()])))
+
+    def rescale_weights(self) -> None:
+        """Keep a scale-invariant net's weights in range by dividing them by 2**k.
+
+        The function is unchanged (scale invariance) and so is the trajectory: with
+        w' = w/s the gradient is s*grad, so the momentum buffer becomes s*v, the LR lr/s^2
+        and the (coupled) WD wd*s^2. With s a power of two every product is exact in
+        floating point, so the rescaled run is the same run, bit for bit in practice.
+        """
+        limit = self.run["training"]["rescale_log2"]
+        if limit is None or not self.model.scale_invariant:
+            return
+        ratio = math.log2(self._stored_norm() / self.initial_norm)
+        if abs(ratio) <= limit:
+            return
+        k = round(ratio)
+        with torch.no_grad():
+            for p in self.layers.values():
+                p.mul_(2.0**-k)
+                buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
+                if buf is not None:
+                    buf.mul_(2.0**k)
+        self.log2_scale += k
+        log.info("rescaled the weights by 2^%d (true scale now 2^%d) to stay in range", -k, self.log2_scale)
 
     # --- measurement ---------------------------------------------------------------
+
+    @torch.no_grad()
+    def recalibrate_batch_norm(self, n: int) -> dict:
+        """Re-estimate BN running statistics on the first n training images; return the old ones."""
+        saved = {k: v.clone() for k, v in self.model.state_dict().items() if "running" in k or "num_batches" in k}
+        bns = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches
+        self.model.train()
+        images, _ = self.train.unpadded(n)
+        for i in range(0, len(images), self.run["evaluation"]["batch_size"]):
+            self.model(images[i : i + self.run["evaluation"]["batch_size"]])
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        return saved
 
     def _record(self, step: int, window_loss: float, before: dict | None, grad_norm: float) -> None:
         r, ev = self.records, self.run["evaluation"]
@@ -150,15 +207,24 @@ class Training:
         lr, wd = float(self.schedule.lr[t]), float(self.schedule.wd[t])
         r["step"].append(step)
         r["epoch"].append(step / self.steps_in_epoch)
+        saved_bn = None
+        if ev["bn_recalibration_samples"]:
+            saved_bn = self.recalibrate_batch_norm(ev["bn_recalibration_samples"])
         for split, data, n in (("train", self.train, ev["train_samples"]), ("test", self.test, ev["test_samples"])):
             loss, acc = evaluate(self.model, *data.unpadded(n), ev["batch_size"])
             r[f"{split}_loss"].append(loss)
             r[f"{split}_accuracy"].append(acc)
+        if ev["logit_samples"]:
+            images, _ = self.test.unpadded(ev["logit_samples"])
+            r["test_logits"].append(predict(self.model, images, ev["batch_size"]).double().cpu().numpy())
+        if saved_bn is not None:
+            self.model.load_state_dict(saved_bn, strict=False)
         r["minibatch_loss"].append(window_loss)
         r["learning_rate"].append(lr)
         r["weight_decay"].append(wd)
         r["intrinsic_lr"].append(intrinsic_lr(lr, wd, self.momentum))
-        norms = [float(p.detach().double().norm()) for p in self.layers.values()]
+        scale = 2.0**self.log2_scale
+        norms = [float(p.detach().double().norm()) * scale for p in self.layers.values()]
         total = math.sqrt(sum(n * n for n in norms))
         r["weight_norm"].append(norms)
         r["total_weight_norm"].append(total)
@@ -195,6 +261,8 @@ class Training:
         self._record(0, math.nan, None, math.nan)
         for step in range(self.n_steps):
             pos = step % self.steps_in_epoch
+            if step % 50 == 0:
+                self.rescale_weights()
             if pos == 0:
                 perm = torch.randperm(self.train.n, device=dev, generator=self.generator)
             x, y = self.train.batch(perm[pos * B : (pos + 1) * B], crop, flip, self.generator)
@@ -202,14 +270,16 @@ class Training:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for group in self.optimizer.param_groups:
-                group["lr"] = float(self.schedule.lr[step])
-                group["weight_decay"] = float(self.schedule.wd[step])
+                group["lr"] = float(self.schedule.lr[step]) * 4.0**-self.log2_scale
+                group["weight_decay"] = float(self.schedule.wd[step]) * 4.0**self.log2_scale
             measure = (step + 1) in eval_set
             if measure:
                 before = {k: p.detach().clone() for k, p in self.layers.items()}
                 grads = [p.grad for p in self.optimizer.param_groups[0]["params"] if p.grad is not None]
-                grad_norm = float(
-                    torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for g in grads]))
+                # True gradient: the stored weights are 2**-log2_scale times the true ones.
+                grad_norm = (
+                    float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for g in grads])))
+                    * 2.0**-self.log2_scale
                 )
             self.optimizer.step()
             # Divergence is tracked on the device (no sync per step); read at evaluations.
