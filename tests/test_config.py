@@ -185,3 +185,11 @@ def test_bad_config_is_one_clear_error(what, config, expected):
 def test_yaml_reads_1e_minus_4_as_a_string_which_the_schema_rejects(tmp_path):
     raw = yaml.safe_load("lr: 1e-4\nok: 1.0e-4")
     assert raw == {"lr": "1e-4", "ok": 1.0e-4}
+
+
+def test_figures_default_to_none():
+    config = tiny_config("/tmp")
+    del config["figures"]
+    assert resolve(config)["figures"] == {}
+    config["figures"] = {"training_curves": {"experiment": "tiny"}}
+    assert list(resolve(config)["figures"]) == ["training_curves"]

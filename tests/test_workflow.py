@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import xarray as xr
 import yaml
 
 from conftest import REPO, tiny_config, write_fake_fashion_mnist
@@ -47,18 +48,34 @@ def test_demo_chain_end_to_end(tmp_path, data):
     config = tiny_config("resources", grid={"schedule.wd": [0.0, 5.0e-4], "training.seed": [0, 1]})
     if data == "real":
         config["datasets"]["synth"].update(train_subset=500, test_subset=200)
+    else:  # the exponential-LR analysis and figures, through their rules
+        config["experiments"]["eq"] = {
+            "schedule": {"name": "step", "milestones": [1], "wd": 5.0e-3},
+            "evaluation": {"logit_samples": 20, "bn_recalibration_samples": 100},
+            "grid": {"schedule.wd_as_exp_lr": [False, True], "training.perturb_init": [False, True]},
+        }
+        config["figures"].update(
+            explr_equivalence={"experiments": ["eq"]},
+            explr_weight_norm={"experiment": "eq"},
+            texp_vs_step={"experiments": ["eq", "tiny"]},
+        )
     cfg = write_config(tmp_path, config)
     proc = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     assert (tmp_path / "resources" / "synth" / "train.pt").is_file()
-    runs = sorted((tmp_path / "results" / "runs" / "tiny").glob("*.nc"))
+    runs = sorted((tmp_path / "results" / "runs" / "tiny").glob("*.nc"))  # (not those of eq)
     assert [r.name for r in runs] == sorted(f"wd={w}_seed={s}.nc" for w in ("0.0", "0.0005") for s in (0, 1))
     datasets = open_runs(runs)
     for ds in datasets:
         assert check_contract(ds) == [], ds.attrs["run"]
         assert ds.attrs["status"] == "completed"
     assert dict(combine_runs(datasets).sizes)["wd"] == 2
+    if data == "synthetic":
+        for name in ("explr_equivalence", "explr_weight_norm", "texp_vs_step"):
+            assert (tmp_path / "results" / "figures" / f"{name}.png").stat().st_size > 20_000
+        with xr.open_dataset(tmp_path / "results" / "analysis" / "explr_equivalence.nc") as analysis:
+            assert bool(analysis.within_chaos_criterion.all())
     png = tmp_path / "results" / "figures" / "training_curves.png"
     assert png.stat().st_size > 20_000 and (tmp_path / "results" / "figures" / "training_curves.pdf").is_file()
     log = (tmp_path / "results" / "logs" / "train" / "tiny" / "wd=0.0_seed=0.log").read_text()

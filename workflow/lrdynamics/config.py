@@ -119,7 +119,7 @@ def _resolve_ref(schema: dict) -> dict:
 def schema_defaults(schema: dict):
     """The default value a schema node gives, filling nested objects recursively."""
     schema = _resolve_ref(schema)
-    if "default" in schema and not schema.get("properties"):
+    if "default" in schema:  # an explicit default wins (figures: {} means no figure)
         return copy.deepcopy(schema["default"])
     if schema.get("type") == "object" or "properties" in schema:
         out = {}
@@ -311,14 +311,39 @@ def load_config(config: dict) -> dict:
                     f"than the {n} {split} images of {ds['source']} (null: all)"
                 )
     for fig, spec in full.get("figures", {}).items():
-        if spec["experiment"] not in full["experiments"]:
-            raise ConfigError(
-                f"invalid configuration:\n  - figures.{fig}.experiment: "
-                f"{spec['experiment']!r} is not an experiment; allowed values: "
-                f"{', '.join(full['experiments'])}"
-            )
+        key = "experiment" if "experiment" in spec else "experiments"
+        for i, name in enumerate(figure_experiments(spec)):
+            if name not in full["experiments"]:
+                where = f"figures.{fig}.{key}" + (f"[{i}]" if key == "experiments" else "")
+                raise ConfigError(
+                    f"invalid configuration:\n  - {where}: {name!r} is not an experiment; "
+                    f"allowed values: {', '.join(full['experiments'])}"
+                )
     full["runs"] = {name: experiment_runs(full, name) for name in full["experiments"]}
+    for fig in ("explr_equivalence", "explr_weight_norm"):
+        for name in figure_experiments(full["figures"].get(fig, {})):
+            _check_equivalence_experiment(full, fig, name)
     return full
+
+
+def figure_experiments(spec: dict) -> list[str]:
+    """The experiments a ``figures`` entry reads (``experiment`` or ``experiments``)."""
+    return [spec["experiment"]] if "experiment" in spec else list(spec.get("experiments", []))
+
+
+def _check_equivalence_experiment(config: dict, figure: str, name: str) -> None:
+    grid = config["experiments"][name].get("grid", {})
+    problems = [
+        f"grid key {key}: [false, true] is missing"
+        for key in ("schedule.wd_as_exp_lr", "training.perturb_init")
+        if sorted(grid.get(key, [])) != [False, True]
+    ]
+    if any(run["evaluation"]["logit_samples"] == 0 for run in config["runs"][name].values()):
+        problems.append("evaluation.logit_samples must be > 0 (the analysis compares test logits)")
+    if problems:
+        raise ConfigError(
+            f"invalid configuration:\n  - experiments.{name} (read by figures.{figure}): " + "; ".join(problems)
+        )
 
 
 def load_config_file(path) -> dict:

@@ -17,3 +17,9 @@ def setup_logging(log_path=None, level=logging.INFO) -> None:
         handlers=handlers,
         force=True,
     )
+
+    def log_uncaught(kind, value, tb):
+        # A job's traceback belongs in its log file, where Snakemake points the user.
+        logging.getLogger("lrdynamics").critical("job failed", exc_info=(kind, value, tb))
+
+    sys.excepthook = log_uncaught

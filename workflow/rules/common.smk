@@ -3,7 +3,12 @@
 import sys
 from pathlib import Path
 
-from lrdynamics.config import ConfigError, load_config, run_config_json
+from lrdynamics.config import (
+    ConfigError,
+    figure_experiments,
+    load_config,
+    run_config_json,
+)
 
 try:
     CONFIG = load_config(config)
@@ -37,6 +42,15 @@ def all_figures():
     return [f"results/figures/{figure}.png" for figure in CONFIG["figures"]]
 
 
+def all_analyses():
+    """Analysis files behind the configured figures."""
+    return [
+        f"results/analysis/{name}.nc"
+        for name in ("explr_equivalence",)
+        if name in CONFIG["figures"]
+    ]
+
+
 def resolved_run(wildcards):
     """The resolved run config (a dict) of a run wildcard pair."""
     try:
@@ -62,16 +76,22 @@ def dataset_spec(wildcards):
     return CONFIG["datasets"][wildcards.dataset]
 
 
-def figure_runs(figure):
-    """Input function: the run files of the experiment a figure reads."""
+def figure_experiment_runs(figure):
+    """Input function: the run files of every experiment a figure reads."""
 
     def inputs(wildcards):
-        return experiment_runs(CONFIG["figures"][figure]["experiment"])
+        spec = CONFIG["figures"][figure]
+        return [
+            path for name in figure_experiments(spec) for path in experiment_runs(name)
+        ]
 
     return inputs
 
 
-def figure_title(figure):
-    """Title of the experiment a figure reads (a param: editing it redraws, not retrains)."""
-    experiment = CONFIG["figures"].get(figure, {}).get("experiment")
-    return CONFIG["experiments"].get(experiment, {}).get("title", "")
+def experiment_titles(figure):
+    """Titles of the experiments a figure reads, by name (a param: edits redraw only)."""
+    spec = CONFIG["figures"].get(figure, {})
+    return {
+        name: CONFIG["experiments"][name].get("title", "")
+        for name in figure_experiments(spec)
+    }

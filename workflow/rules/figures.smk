@@ -1,6 +1,6 @@
 rule plot_training_curves:
     input:
-        figure_runs("training_curves"),
+        figure_experiment_runs("training_curves"),
     output:
         png=report(
             "results/figures/training_curves.png",
@@ -14,6 +14,69 @@ rule plot_training_curves:
     conda:
         "../../environment.yml"
     params:
-        title=figure_title("training_curves"),
+        titles=experiment_titles("training_curves"),
     script:
-        "../scripts/plot_training_curves.py"
+        "../scripts/plot_figure.py"
+
+
+rule plot_explr_equivalence:
+    input:
+        "results/analysis/explr_equivalence.nc",
+    output:
+        png=report(
+            "results/figures/explr_equivalence.png",
+            caption="../report/explr_equivalence.rst",
+            category="Exponential LR (Li & Arora 2020)",
+            labels={"figure": "equivalence"},
+        ),
+        pdf="results/figures/explr_equivalence.pdf",
+    log:
+        "results/logs/figures/explr_equivalence.log",
+    conda:
+        "../../environment.yml"
+    params:
+        titles=experiment_titles("explr_equivalence"),
+    script:
+        "../scripts/plot_figure.py"
+
+
+rule plot_explr_weight_norm:
+    input:
+        figure_experiment_runs("explr_weight_norm"),
+    output:
+        png=report(
+            "results/figures/explr_weight_norm.png",
+            caption="../report/explr_weight_norm.rst",
+            category="Exponential LR (Li & Arora 2020)",
+            labels={"figure": "weight norm"},
+        ),
+        pdf="results/figures/explr_weight_norm.pdf",
+    log:
+        "results/logs/figures/explr_weight_norm.log",
+    conda:
+        "../../environment.yml"
+    params:
+        titles=experiment_titles("explr_weight_norm"),
+    script:
+        "../scripts/plot_figure.py"
+
+
+rule plot_texp_vs_step:
+    input:
+        figure_experiment_runs("texp_vs_step"),
+    output:
+        png=report(
+            "results/figures/texp_vs_step.png",
+            caption="../report/texp_vs_step.rst",
+            category="Exponential LR (Li & Arora 2020)",
+            labels={"figure": "TEXP vs step decay"},
+        ),
+        pdf="results/figures/texp_vs_step.pdf",
+    log:
+        "results/logs/figures/texp_vs_step.log",
+    conda:
+        "../../environment.yml"
+    params:
+        titles=experiment_titles("texp_vs_step"),
+    script:
+        "../scripts/plot_figure.py"
