@@ -144,3 +144,20 @@ def test_angular_update_is_accurate_for_tiny_angles():
     for theta in (1e-6, 1e-3, 0.5, 3.0):
         b = torch.tensor([math.cos(theta), math.sin(theta)], dtype=torch.float64) * 7
         assert angular_update(a, b) == pytest.approx(theta, rel=1e-6)
+
+
+def test_init_scale_moves_the_norm_not_the_function(synth_data_dir, tmp_path):
+    base = one_run(
+        synth_data_dir, training={"epochs": 0.5}, evaluation={"prediction_samples": 50, "every": 3, "unit": "step"}
+    )
+    scaled = one_run(
+        synth_data_dir,
+        training={"epochs": 0.5, "init_scale": 4.0},
+        evaluation={"prediction_samples": 50, "every": 3, "unit": "step"},
+    )
+    a, b = train(base, tmp_path / "a.nc", threads=1), train(scaled, tmp_path / "b.nc", threads=1)
+    assert float(b.total_weight_norm[..., 0]) == pytest.approx(4 * float(a.total_weight_norm[..., 0]))
+    # same function at init (scale invariance), different dynamics afterwards (effective LR / 16)
+    np.testing.assert_array_equal(a.test_predictions[..., 0, :], b.test_predictions[..., 0, :])
+    assert a.test_predictions.dtype == np.int16 and a.test_predictions.sizes["sample"] == 50
+    np.testing.assert_allclose(b.total_effective_lr[..., 0], a.total_effective_lr[..., 0] / 16)

@@ -35,7 +35,7 @@ DATASET_FACTS = {
 RESERVED_NAMES = frozenset(
     "step epoch layer train_loss train_accuracy test_loss test_accuracy minibatch_loss learning_rate "
     "weight_decay intrinsic_lr weight_norm total_weight_norm effective_lr total_effective_lr angular_update "
-    "total_angular_update grad_norm test_logits sample class".split()
+    "total_angular_update grad_norm test_logits test_predictions sample class".split()
 )
 # Model-specific default of model.width (null in the config).
 DEFAULT_WIDTH = {"mlp": 256, "cnn4": 32}
@@ -310,7 +310,11 @@ def load_config(config: dict) -> dict:
                     f"invalid configuration:\n  - datasets.{name}.{split}_subset: {ds[f'{split}_subset']} is more "
                     f"than the {n} {split} images of {ds['source']} (null: all)"
                 )
-    for fig, spec in full.get("figures", {}).items():
+    figure_schemas = schema["properties"]["figures"]["properties"]
+    full["figures"] = {
+        fig: deep_merge(schema_defaults(figure_schemas[fig]), spec) for fig, spec in full.get("figures", {}).items()
+    }
+    for fig, spec in full["figures"].items():
         key = "experiment" if "experiment" in spec else "experiments"
         for i, name in enumerate(figure_experiments(spec)):
             if name not in full["experiments"]:

@@ -32,3 +32,28 @@ def angular_update(before: torch.Tensor, after: torch.Tensor) -> float:
     a, b = before.detach().double().flatten(), after.detach().double().flatten()
     u, v = a / a.norm(), b / b.norm()
     return 2.0 * math.asin(min(1.0, float((u - v).norm()) / 2.0))
+
+
+# --- equilibrium predictions (papers.md section 2; Li, Lyu & Arora 2020; Wan et al. 2021) ---
+#
+# For a scale-invariant weight, SGD+WD drives |w| to the balance of the shrinking by WD and
+# the growth by the (orthogonal) gradient steps. With sigma2 = |w|^2 |g|^2, the scale-free
+# squared gradient, and eta_e = eta/(1-gamma): |w|^4 -> eta_e sigma2 / (2 lambda) (the SDE
+# result with eta -> eta/(1-gamma), gamma = 0 is papers.md), so the effective LR
+# eta/|w|^2 -> eta sqrt(2 lambda / (eta_e sigma2)), and the angular update per step
+# -> sqrt(2 eta lambda / (1 + gamma)) ("spherical motion dynamics"), independent of the noise.
+
+
+def equilibrium_angular_update(lr, wd, momentum: float = 0.0):
+    """sqrt(2 eta lambda / (1 + gamma)): the per-step angle at equilibrium."""
+    return (2.0 * lr * wd / (1.0 + momentum)) ** 0.5
+
+
+def equilibrium_weight_norm(lr, wd, momentum, sigma2):
+    """(eta_e sigma2 / (2 lambda))^(1/4), eta_e = eta/(1-gamma), sigma2 = |w|^2 |g|^2."""
+    return (lr / (1.0 - momentum) * sigma2 / (2.0 * wd)) ** 0.25
+
+
+def equilibrium_effective_lr(lr, wd, momentum, sigma2):
+    """eta / |w|_eq^2 with the equilibrium norm above."""
+    return lr / equilibrium_weight_norm(lr, wd, momentum, sigma2) ** 2

@@ -37,12 +37,17 @@ VARIABLES = {
     "effective_lr": ("effective learning rate eta/|w|^2 of each weight layer", "1", ("step", "layer")),
     "total_effective_lr": ("effective learning rate eta/|w|^2 of all weight layers together", "1", ("step",)),
     "angular_update": ("angle between each layer's weights before and after the last update", "rad", ("step", "layer")),
-    "total_angular_update": ("angle between all weights before and after the last update", "rad", ("step",)),
+    "total_angular_update": (
+        "angle between all weights before and after each update, mean over the updates since the previous evaluation",
+        "rad",
+        ("step",),
+    ),
     "grad_norm": ("norm of the minibatch loss gradient of the last update (weight decay excluded)", "1", ("step",)),
 }
 # Written only when the run asks for them (evaluation.logit_samples > 0).
 OPTIONAL_VARIABLES = {
     "test_logits": ("logits of the first test images (eval mode)", "1", ("step", "sample", "class")),
+    "test_predictions": ("predicted label of the first test images (eval mode)", "1", ("step", "sample")),
 }
 KEY_HYPERPARAMETERS = {
     "model": ("model", "name"),
@@ -94,6 +99,8 @@ def run_dataset(records: dict, layers: list[str], run: dict, attrs: dict) -> xr.
     for name, (long_name, units, dims) in OPTIONAL_VARIABLES.items():
         if records.get(name):
             data_vars[name] = xr.Variable(dims, np.stack(records[name]), {"long_name": long_name, "units": units})
+    if "test_predictions" in data_vars:  # labels: small integers, not float64
+        data_vars["test_predictions"] = data_vars["test_predictions"].astype(np.int16)
     coords = {
         "step": ("step", steps, {"long_name": "number of updates done", "units": "1"}),
         "epoch": (

@@ -128,6 +128,10 @@ class Training:
         # Initial weights depend only on the seed: built on the CPU, then moved.
         torch.manual_seed(tr["seed"])
         self.model = build_model(run["model"], self.train.shape, len(self.classes)).to(self.dtype)
+        if tr["init_scale"] != 1.0:
+            with torch.no_grad():
+                for p in weight_layers(self.model).values():
+                    p.mul_(tr["init_scale"])
         if tr["perturb_init"]:
             with torch.no_grad():  # one ulp up: the chaos floor of equivalence tests
                 for p in self.model.parameters():
@@ -201,7 +205,12 @@ class Training:
             m.momentum = mom
         return saved
 
-    def _record(self, step: int, window_loss: float, before: dict | None, grad_norm: float) -> None:
+    def _flat_weights(self) -> torch.Tensor:
+        return torch.cat([p.detach().flatten() for p in self.layers.values()]).double()
+
+    def _record(
+        self, step: int, window_loss: float, before: dict | None, grad_norm: float, window_angle: float = math.nan
+    ) -> None:
         r, ev = self.records, self.run["evaluation"]
         t = min(step, self.n_steps - 1)
         lr, wd = float(self.schedule.lr[t]), float(self.schedule.wd[t])
@@ -217,6 +226,9 @@ class Training:
         if ev["logit_samples"]:
             images, _ = self.test.unpadded(ev["logit_samples"])
             r["test_logits"].append(predict(self.model, images, ev["batch_size"]).double().cpu().numpy())
+        if ev["prediction_samples"]:
+            images, _ = self.test.unpadded(ev["prediction_samples"])
+            r["test_predictions"].append(predict(self.model, images, ev["batch_size"]).argmax(1).cpu().numpy())
         if saved_bn is not None:
             self.model.load_state_dict(saved_bn, strict=False)
         r["minibatch_loss"].append(window_loss)
@@ -236,11 +248,7 @@ class Training:
         else:
             after = {k: p.detach() for k, p in self.layers.items()}
             r["angular_update"].append([angular_update(before[k], after[k]) for k in self.layers])
-            r["total_angular_update"].append(
-                angular_update(
-                    torch.cat([v.flatten() for v in before.values()]), torch.cat([v.flatten() for v in after.values()])
-                )
-            )
+            r["total_angular_update"].append(window_angle)
         r["grad_norm"].append(grad_norm)
 
     # --- the loop ------------------------------------------------------------------
@@ -252,6 +260,7 @@ class Training:
         eval_set = set(self.eval_steps)
         dev = self.device
         window_sum = torch.zeros((), dtype=torch.float64, device=dev)
+        angle_sum = torch.zeros((), dtype=torch.float64, device=dev)  # per-step angles, summed on device
         window_n = 0
         first_bad = torch.full((), -1, dtype=torch.int64, device=dev)
         status = {"status": "completed", "diverged_step": -1}
@@ -281,7 +290,12 @@ class Training:
                     float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for g in grads])))
                     * 2.0**-self.log2_scale
                 )
+            flat_before = self._flat_weights()
             self.optimizer.step()
+            # Angle of this update, 2 asin(|u - v|/2) on unit vectors (accurate for tiny angles).
+            flat_after = self._flat_weights()
+            chord = (flat_before / flat_before.norm() - flat_after / flat_after.norm()).norm()
+            angle_sum += 2.0 * torch.asin(torch.clamp(chord / 2.0, max=1.0))
             # Divergence is tracked on the device (no sync per step); read at evaluations.
             bad = ~torch.isfinite(loss.detach())
             first_bad = torch.where(bad & (first_bad < 0), torch.tensor(step, device=dev), first_bad)
@@ -295,8 +309,9 @@ class Training:
                     log.warning("loss became non-finite at step %d: run marked diverged", bad_step)
                     break
             if measure:
-                self._record(step + 1, float(window_sum) / window_n, before, grad_norm)
+                self._record(step + 1, float(window_sum) / window_n, before, grad_norm, float(angle_sum) / window_n)
                 window_sum.zero_()
+                angle_sum.zero_()
                 window_n = 0
             if now - last_log >= tr["log_every_seconds"] or step + 1 == self.n_steps:
                 last_log = now

@@ -9,3 +9,34 @@ rule analyse_explr_equivalence:
         "../../environment.yml"
     script:
         "../scripts/analyse_explr_equivalence.py"
+
+
+rule analyse_equilibrium:
+    input:
+        histories=figure_experiment_runs("intrinsic_lr_equilibrium"),
+        scaling=figure_experiment_runs("equilibrium_time_scaling"),
+        angular=figure_experiment_runs("angular_update"),
+    output:
+        "results/analysis/equilibrium.nc",
+    log:
+        "results/logs/analysis/equilibrium.log",
+    conda:
+        "../../environment.yml"
+    params:
+        histories=figure_experiment_list("intrinsic_lr_equilibrium"),
+        settings=figure_settings("equilibrium_time_scaling"),
+    script:
+        "../scripts/analyse_equilibrium.py"
+
+
+rule toy_scale_invariant:
+    output:
+        "results/analysis/scale_invariant_toy.nc",
+    log:
+        "results/logs/analysis/scale_invariant_toy.log",
+    conda:
+        "../../environment.yml"
+    params:
+        settings=figure_settings("scale_invariant_toy"),
+    script:
+        "../scripts/toy_scale_invariant.py"

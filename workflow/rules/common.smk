@@ -44,11 +44,16 @@ def all_figures():
 
 def all_analyses():
     """Analysis files behind the configured figures."""
-    return [
-        f"results/analysis/{name}.nc"
-        for name in ("explr_equivalence",)
-        if name in CONFIG["figures"]
-    ]
+    needs = {
+        "explr_equivalence": "explr_equivalence",
+        "intrinsic_lr_equilibrium": "equilibrium",
+        "equilibrium_time_scaling": "equilibrium",
+        "angular_update": "equilibrium",
+        "scale_invariant_toy": "scale_invariant_toy",
+    }
+    return sorted(
+        {f"results/analysis/{needs[f]}.nc" for f in CONFIG["figures"] if f in needs}
+    )
 
 
 def resolved_run(wildcards):
@@ -80,7 +85,7 @@ def figure_experiment_runs(figure):
     """Input function: the run files of every experiment a figure reads."""
 
     def inputs(wildcards):
-        spec = CONFIG["figures"][figure]
+        spec = CONFIG["figures"].get(figure, {})
         return [
             path for name in figure_experiments(spec) for path in experiment_runs(name)
         ]
@@ -95,3 +100,13 @@ def experiment_titles(figure):
         name: CONFIG["experiments"][name].get("title", "")
         for name in figure_experiments(spec)
     }
+
+
+def figure_experiment_list(figure):
+    """Names of the experiments a figure reads (empty if the figure is not configured)."""
+    return figure_experiments(CONFIG["figures"].get(figure, {}))
+
+
+def figure_settings(figure):
+    """A figure's resolved config entry (a param: a changed setting redoes the analysis)."""
+    return CONFIG["figures"].get(figure, {})

@@ -1,82 +1,54 @@
-rule plot_training_curves:
-    input:
-        figure_experiment_runs("training_curves"),
-    output:
-        png=report(
-            "results/figures/training_curves.png",
-            caption="../report/training_curves.rst",
-            category="Foundation",
-            labels={"figure": "training curves"},
-        ),
-        pdf="results/figures/training_curves.pdf",
-    log:
-        "results/logs/figures/training_curves.log",
-    conda:
-        "../../environment.yml"
-    params:
-        titles=experiment_titles("training_curves"),
-    script:
-        "../scripts/plot_figure.py"
+# One plot rule per figure, generated: what differs is the data a figure reads.
+# figure: (report category, analysis file it reads or None, reads the runs of its experiments)
+FIGURE_RULES = {
+    "training_curves": ("Foundation", None, True),
+    "explr_equivalence": (
+        "Exponential LR (Li & Arora 2020)",
+        "explr_equivalence",
+        False,
+    ),
+    "explr_weight_norm": ("Exponential LR (Li & Arora 2020)", None, True),
+    "texp_vs_step": ("Exponential LR (Li & Arora 2020)", None, True),
+    "intrinsic_lr_equilibrium": (
+        "Intrinsic LR (Li, Lyu & Arora 2020)",
+        "equilibrium",
+        True,
+    ),
+    "equilibrium_time_scaling": (
+        "Intrinsic LR (Li, Lyu & Arora 2020)",
+        "equilibrium",
+        True,
+    ),
+    "small_lr_generalization": ("Intrinsic LR (Li, Lyu & Arora 2020)", None, True),
+    "angular_update": ("Intrinsic LR (Li, Lyu & Arora 2020)", "equilibrium", False),
+    "scale_invariant_toy": (
+        "Intrinsic LR (Li, Lyu & Arora 2020)",
+        "scale_invariant_toy",
+        False,
+    ),
+}
 
+for figure, (category, analysis, reads_runs) in FIGURE_RULES.items():
 
-rule plot_explr_equivalence:
-    input:
-        "results/analysis/explr_equivalence.nc",
-    output:
-        png=report(
-            "results/figures/explr_equivalence.png",
-            caption="../report/explr_equivalence.rst",
-            category="Exponential LR (Li & Arora 2020)",
-            labels={"figure": "equivalence"},
-        ),
-        pdf="results/figures/explr_equivalence.pdf",
-    log:
-        "results/logs/figures/explr_equivalence.log",
-    conda:
-        "../../environment.yml"
-    params:
-        titles=experiment_titles("explr_equivalence"),
-    script:
-        "../scripts/plot_figure.py"
-
-
-rule plot_explr_weight_norm:
-    input:
-        figure_experiment_runs("explr_weight_norm"),
-    output:
-        png=report(
-            "results/figures/explr_weight_norm.png",
-            caption="../report/explr_weight_norm.rst",
-            category="Exponential LR (Li & Arora 2020)",
-            labels={"figure": "weight norm"},
-        ),
-        pdf="results/figures/explr_weight_norm.pdf",
-    log:
-        "results/logs/figures/explr_weight_norm.log",
-    conda:
-        "../../environment.yml"
-    params:
-        titles=experiment_titles("explr_weight_norm"),
-    script:
-        "../scripts/plot_figure.py"
-
-
-rule plot_texp_vs_step:
-    input:
-        figure_experiment_runs("texp_vs_step"),
-    output:
-        png=report(
-            "results/figures/texp_vs_step.png",
-            caption="../report/texp_vs_step.rst",
-            category="Exponential LR (Li & Arora 2020)",
-            labels={"figure": "TEXP vs step decay"},
-        ),
-        pdf="results/figures/texp_vs_step.pdf",
-    log:
-        "results/logs/figures/texp_vs_step.log",
-    conda:
-        "../../environment.yml"
-    params:
-        titles=experiment_titles("texp_vs_step"),
-    script:
-        "../scripts/plot_figure.py"
+    rule:
+        name:
+            f"plot_{figure}"
+        input:
+            runs=figure_experiment_runs(figure) if reads_runs else [],
+            analysis=[f"results/analysis/{analysis}.nc"] if analysis else [],
+        output:
+            png=report(
+                f"results/figures/{figure}.png",
+                caption=f"../report/{figure}.rst",
+                category=category,
+                labels={"figure": figure.replace("_", " ")},
+            ),
+            pdf=f"results/figures/{figure}.pdf",
+        log:
+            f"results/logs/figures/{figure}.log",
+        conda:
+            "../../environment.yml"
+        params:
+            titles=experiment_titles(figure),
+        script:
+            "../scripts/plot_figure.py"

@@ -11,16 +11,32 @@ from lrdynamics.record import open_runs
 setup_logging(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 figure = Path(snakemake.output.png).stem  # noqa: F821
 titles = snakemake.params.titles  # noqa: F821
-png, pdf = snakemake.output.png, snakemake.output.pdf  # noqa: F821
+out = {"png": snakemake.output.png, "pdf": snakemake.output.pdf}  # noqa: F821
+runs = open_runs(snakemake.input.runs)  # noqa: F821
+analysis = None
+if snakemake.input.analysis:  # noqa: F821
+    with xr.open_dataset(snakemake.input.analysis[0], engine="netcdf4") as ds:  # noqa: F821
+        analysis = ds.load()
+by_experiment = {name: [ds for ds in runs if ds.attrs["experiment"] == name] for name in titles}
+title = next(iter(titles.values()), "")
 
-if figure == "explr_equivalence":
-    with xr.open_dataset(snakemake.input[0], engine="netcdf4") as analysis:  # noqa: F821
-        plotting.plot_explr_equivalence(analysis.load(), png, pdf)
+if figure == "training_curves":
+    plotting.plot_training_curves(runs, **out, title=title)
+elif figure == "explr_equivalence":
+    plotting.plot_explr_equivalence(analysis, **out)
+elif figure == "explr_weight_norm":
+    plotting.plot_explr_weight_norm(runs, **out, title=title)
+elif figure == "texp_vs_step":
+    plotting.plot_schedule_comparison(by_experiment, titles, **out)
+elif figure == "intrinsic_lr_equilibrium":
+    plotting.plot_intrinsic_lr_equilibrium(by_experiment, titles, analysis, **out)
+elif figure == "equilibrium_time_scaling":
+    plotting.plot_equilibrium_time_scaling(runs, analysis, **out, title=title)
+elif figure == "small_lr_generalization":
+    plotting.plot_small_lr_generalization(runs, **out, title=title)
+elif figure == "angular_update":
+    plotting.plot_angular_update(analysis, **out)
+elif figure == "scale_invariant_toy":
+    plotting.plot_scale_invariant_toy(analysis, **out)
 else:
-    runs = open_runs(snakemake.input)  # noqa: F821
-    if figure == "texp_vs_step":
-        by_experiment = {name: [ds for ds in runs if ds.attrs["experiment"] == name] for name in titles}
-        plotting.plot_schedule_comparison(by_experiment, titles, png, pdf)
-    else:
-        plot = {"training_curves": plotting.plot_training_curves, "explr_weight_norm": plotting.plot_explr_weight_norm}
-        plot[figure](runs, png, pdf, title=next(iter(titles.values()), ""))
+    raise ValueError(f"no plotting function for figure {figure!r}")

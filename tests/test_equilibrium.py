@@ -1,0 +1,103 @@
+"""Function-space distances, equilibrium detection, the log-log fit, predictions, the toy."""
+
+import numpy as np
+import pytest
+
+from lrdynamics.equilibrium import (
+    fit_loglog_slope,
+    l1_distance,
+    l1_noise_floor,
+    label_distribution,
+    merge_time,
+    time_to_equilibrium,
+)
+from lrdynamics.intrinsic import equilibrium_angular_update, equilibrium_effective_lr, equilibrium_weight_norm
+from lrdynamics.toys import scale_invariant_gd, scale_invariant_loss_and_grad
+
+
+def test_label_distribution_and_l1():
+    a = np.array([[0, 1], [0, 1], [1, 1], [0, 2]])  # 4 seeds, 2 test inputs
+    p = label_distribution(a, 3)
+    np.testing.assert_allclose(p, [[0.75, 0.25, 0], [0, 0.75, 0.25]])
+    assert l1_distance(a, a, 3) == 0
+    b = np.array([[2, 0], [2, 0]])
+    assert l1_distance(a, b, 3) == pytest.approx(2.0)  # disjoint supports on both inputs
+    assert l1_noise_floor(a, 3) == pytest.approx((1.0 + 1.0) / 2)  # halves [[0,1],[0,1]] vs [[1,1],[0,2]]
+
+
+def test_noise_floor_shrinks_with_more_seeds():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(10), size=300)
+
+    def draw(n):  # noqa: E306
+        return np.array([[rng.choice(10, p=p) for p in probs] for _ in range(n)])
+
+    assert l1_noise_floor(draw(40), 10) < 0.6 * l1_noise_floor(draw(8), 10)
+
+
+def test_time_to_equilibrium_rule():
+    steps = np.arange(0, 1000, 10)
+    curve = 1 - np.exp(-steps / 100)  # relaxes with time constant 100
+    t = time_to_equilibrium(steps, curve, tolerance=0.1)
+    assert t == pytest.approx(100 * np.log(10), abs=10)  # |1 - c| <= 0.1 from t = 100 ln 10
+    assert np.isnan(time_to_equilibrium(steps, steps.astype(float)))  # never settles
+    assert time_to_equilibrium(steps, np.ones_like(steps, dtype=float)) == 0
+    spiky = curve.copy()
+    spiky[70] = 3.0  # leaves the band late: equilibrium only after that
+    assert time_to_equilibrium(steps, spiky) == 710
+
+
+def test_loglog_slope_recovers_a_power_law_with_ci():
+    x = np.repeat([1e-3, 2e-3, 4e-3, 8e-3], 3)
+    y = 2.0 / x * np.exp(np.random.default_rng(1).normal(0, 0.05, len(x)))
+    fit = fit_loglog_slope(x, y)
+    assert fit["slope_ci_low"] < -1 < fit["slope_ci_high"]
+    assert fit["slope"] == pytest.approx(-1, abs=0.1)
+    assert fit["slope_ci_high"] - fit["slope_ci_low"] < 0.3
+    assert np.isnan(fit_loglog_slope([1, 1], [2, 3])["slope"])
+
+
+def test_equilibrium_predictions():
+    assert equilibrium_angular_update(0.1, 5e-4, 0.0) == pytest.approx(np.sqrt(1e-4))
+    assert equilibrium_angular_update(0.1, 5e-4, 0.9) == pytest.approx(np.sqrt(1e-4 / 1.9))
+    # papers.md, no momentum: |w|^4 = eta sigma2 / (2 lambda); effective LR = sqrt(2 eta lambda)/sigma
+    norm = equilibrium_weight_norm(0.1, 5e-4, 0.0, sigma2=4.0)
+    assert norm**4 == pytest.approx(0.1 * 4.0 / 1e-3)
+    assert equilibrium_effective_lr(0.1, 5e-4, 0.0, 4.0) == pytest.approx(np.sqrt(2 * 0.1 * 5e-4) / 2.0)
+
+
+def test_toy_gradient_is_exact_and_scale_invariant():
+    w = np.array([0.7, -1.3])
+    loss, grad = scale_invariant_loss_and_grad(w)
+    eps = 1e-6
+
+    def loss_at(v):  # noqa: E306
+        return scale_invariant_loss_and_grad(v)[0]
+
+    numeric = [(loss_at(w + eps * e) - loss_at(w - eps * e)) / (2 * eps) for e in np.eye(2)]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6)
+    assert np.dot(grad, w) == pytest.approx(0, abs=1e-12)
+    assert scale_invariant_loss_and_grad(3 * w)[0] == pytest.approx(loss)
+
+
+def test_toy_gd_converges_without_wd_and_not_with_it():
+    no_wd = scale_invariant_gd(lr=0.1, wd=0.0, steps=3000)
+    wd = scale_invariant_gd(lr=0.1, wd=0.1, steps=3000)
+    assert no_wd["loss"][-1000:].max() < 1e-12
+    assert wd["loss"][-1000:].max() > 0.3  # still jumping back up late in training
+    assert (np.diff(no_wd["weight_norm"]) >= -1e-15).all()  # GD on a scale-invariant loss: norm grows
+
+
+def test_merge_time_ignores_a_shared_drift():
+    steps = np.arange(0, 2000, 10)
+    drift = 1 + steps / 2000  # the equilibrium level itself creeps up by 2x
+    above = drift * (1 + 15 * np.exp(-steps / 100))  # relaxes from above
+    below = drift * (1 - 0.9 * np.exp(-steps / 100))  # and from below
+    t = merge_time(steps, above, below, tolerance=0.1)
+    # (1 + 15 e) / (1 - 0.9 e) <= 1.1 with e = exp(-t/100): e <= 0.1/15.99, t >= 100 ln 159.9 = 507
+    assert 500 <= t <= 520
+    # a single curve with that drift never settles within 10% of its final level in time
+    assert np.isnan(time_to_equilibrium(steps, above)) or time_to_equilibrium(steps, above) > 1000
+    assert np.isnan(merge_time(steps, above, 2 * below))  # runs that never meet
+    noisy = above * (1 + 0.3 * (steps == 1500))  # a late excursion does not move the meeting
+    assert merge_time(steps, noisy, below) == t
