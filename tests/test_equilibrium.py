@@ -101,3 +101,60 @@ def test_merge_time_ignores_a_shared_drift():
     assert np.isnan(merge_time(steps, above, 2 * below))  # runs that never meet
     noisy = above * (1 + 0.3 * (steps == 1500))  # a late excursion does not move the meeting
     assert merge_time(steps, noisy, below) == t
+
+
+def test_equilibrium_analysis_and_figures_on_tiny_runs(synth_data_dir, tmp_path):
+    import xarray as xr
+
+    from conftest import resolve, tiny_config
+    from lrdynamics.equilibrium import equilibrium_analysis
+    from lrdynamics.plotting import (
+        plot_angular_update,
+        plot_equilibrium_time_scaling,
+        plot_intrinsic_lr_equilibrium,
+        plot_scale_invariant_toy,
+        plot_small_lr_generalization,
+    )
+    from lrdynamics.record import check_contract
+    from lrdynamics.train import train
+
+    def runs(name, **experiment):
+        out = []
+        for run_name, run in resolve(tiny_config(synth_data_dir, **experiment))["runs"]["tiny"].items():
+            run["experiment"] = name
+            out.append(train(run, tmp_path / f"{name}-{run_name}.nc", threads=1))
+        return out
+
+    evaluation = {"every": 3, "unit": "step", "prediction_samples": 40}
+    seeds = {"training.seed": [0, 1]}
+    histories = {
+        "a": runs("a", schedule={"wd": 5.0e-3}, evaluation=evaluation, grid=seeds),
+        "b": runs(
+            "b",
+            schedule={"name": "step", "lr": 0.4, "wd": 5.0e-3, "milestones": [1], "factor": 0.25},
+            evaluation=evaluation,
+            grid=seeds,
+        ),  # fmt: skip
+    }
+    scaling = runs("s", evaluation={"every": 3, "unit": "step"},
+                   grid={"schedule.wd": [1.0e-2, 4.0e-2], "training.init_scale": [0.25, 4.0]})  # fmt: skip
+    analysis = equilibrium_analysis(histories, scaling, [*histories["a"], *histories["b"], *scaling])
+    assert check_contract(analysis.assign_attrs(config_json="{}", status="completed")) == []
+    assert analysis.l1_distance_to_reference.sel(schedule="a").max() == 0  # the reference vs itself
+    assert list(analysis.intrinsic_lr.values) == pytest.approx([0.01, 0.04])
+    assert set(analysis.run_id.values) >= {"a/seed=0", "s/wd=0.04_init_scale=4.0"}
+    lr_e = analysis.run_intrinsic_lr.values  # = eta*lambda/(1-gamma), gamma = 0.9 here
+    np.testing.assert_allclose(analysis.angular_update_predicted, np.sqrt(2 * lr_e * 0.1 / 1.9))
+    assert (analysis.angular_update_measured > 0).all()
+    assert not analysis.reached_equilibrium.any()  # 24 steps < 1/intrinsic LR (>= 25 steps)
+    toy = xr.Dataset(
+        {k: (("wd", "step"), np.stack([scale_invariant_gd(wd=w, steps=50)[k] for w in (0.0, 0.1)]))
+         for k in ("loss", "weight_norm", "effective_lr")},
+        coords={"wd": [0.0, 0.1], "step": np.arange(51)}, attrs={"title": "toy"},
+    )  # fmt: skip
+    plot_intrinsic_lr_equilibrium(histories, {}, analysis, tmp_path / "h.png")
+    plot_equilibrium_time_scaling(scaling, analysis, tmp_path / "s.png")
+    plot_small_lr_generalization([*histories["a"], *histories["b"]], tmp_path / "l.png")
+    plot_angular_update(analysis, tmp_path / "u.png")
+    plot_scale_invariant_toy(toy, tmp_path / "t.png")
+    assert all((tmp_path / f).stat().st_size > 20_000 for f in ("h.png", "s.png", "l.png", "u.png", "t.png"))
