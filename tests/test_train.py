@@ -161,3 +161,10 @@ def test_init_scale_moves_the_norm_not_the_function(synth_data_dir, tmp_path):
     np.testing.assert_array_equal(a.test_predictions[..., 0, :], b.test_predictions[..., 0, :])
     assert a.test_predictions.dtype == np.int16 and a.test_predictions.sizes["sample"] == 50
     np.testing.assert_allclose(b.total_effective_lr[..., 0], a.total_effective_lr[..., 0] / 16)
+
+
+def test_wd0_attribute_is_the_weight_decay_used(synth_data_dir, tmp_path):
+    run = one_run(synth_data_dir, schedule={"lr": 0.2, "intrinsic_lr": 1.0e-3}, training={"epochs": 0.5})
+    ds = train(run, tmp_path / "ilr.nc", threads=1)
+    assert ds.attrs["wd0"] == pytest.approx(1.0e-3 * (1 - 0.9) / 0.2)
+    np.testing.assert_allclose(ds.intrinsic_lr, 1.0e-3)

@@ -21,6 +21,7 @@ import xarray as xr
 
 import lrdynamics
 from lrdynamics.config import format_value
+from lrdynamics.schedules import base_wd
 
 # name: (long_name, units, dims); every variable a run writes is declared here.
 VARIABLES = {
@@ -129,6 +130,8 @@ def run_dataset(records: dict, layers: list[str], run: dict, attrs: dict) -> xr.
     )
     for attr, (section, key) in KEY_HYPERPARAMETERS.items():
         ds.attrs[attr] = run[section][key]
+    # the weight decay actually used (derived from schedule.intrinsic_lr when that is set)
+    ds.attrs["wd0"] = base_wd(run["schedule"], run["optimizer"]["momentum"])
     ds.attrs.update(attrs)
     if ds.attrs.get("status") not in STATUSES:
         raise ValueError(f"status attribute must be one of {STATUSES}")
