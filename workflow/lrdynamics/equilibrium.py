@@ -26,6 +26,7 @@ import numpy as np
 import xarray as xr
 
 from lrdynamics.intrinsic import equilibrium_angular_update, equilibrium_effective_lr, equilibrium_weight_norm
+from lrdynamics.record import drop_hyperparameter_dims as _flat
 from lrdynamics.record import source_version
 
 DEFAULT_TOLERANCE = 0.1
@@ -126,11 +127,6 @@ def fit_loglog_slope(x, y, n_boot: int = 2000, seed: int = 0, level: float = 0.9
 
 def _run(ds: xr.Dataset) -> dict:
     return json.loads(ds.attrs["config_json"])
-
-
-def _flat(ds: xr.Dataset) -> xr.Dataset:
-    """A run without its length-1 hyperparameter dimensions."""
-    return ds.squeeze([d for d in ds.dims if d not in ("step", "layer", "sample", "class")], drop=True)
 
 
 def run_summary(ds: xr.Dataset, metric: str, tolerance: float, final_fraction: float) -> dict:

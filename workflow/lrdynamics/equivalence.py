@@ -19,7 +19,7 @@ import json
 import numpy as np
 import xarray as xr
 
-from lrdynamics.record import source_version
+from lrdynamics.record import drop_hyperparameter_dims, source_version
 
 EQUIVALENCE_KEYS = ("wd_as_exp_lr", "perturb_init")
 COUNTERPART_NAMES = {
@@ -40,8 +40,7 @@ def _flags(ds: xr.Dataset) -> tuple[bool, bool]:
 
 def _curve(ds: xr.Dataset, name: str) -> xr.DataArray:
     """A run's variable with its length-1 hyperparameter dimensions dropped."""
-    extra = [d for d in ds[name].dims if d not in ("step", "sample", "class", "layer")]
-    return ds[name].squeeze(extra, drop=True).reset_coords(drop=True)
+    return drop_hyperparameter_dims(ds[name]).reset_coords(drop=True)
 
 
 def _logit_diff(a: xr.Dataset, b: xr.Dataset) -> xr.DataArray:

@@ -8,8 +8,6 @@ and the per-step angle between w_t and w_{t+1} (the angular update) is what equi
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 
@@ -23,15 +21,21 @@ def effective_lr(lr, weight_norm):
     return lr / weight_norm**2
 
 
-def angular_update(before: torch.Tensor, after: torch.Tensor) -> float:
-    """Angle (radians) between two weight vectors, accurate for tiny angles.
+def angle_between(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """Angle (radians, a float64 tensor on the inputs' device) between two weight vectors.
 
     Uses 2*asin(|u - v| / 2) on the unit vectors u, v (in float64): arccos of the cosine
-    loses all digits below ~1e-4 rad in float32, where per-step updates live.
+    loses all digits below ~1e-4 rad in float32, where per-step updates live. Returns a
+    tensor so that the training loop can sum it every step without a device sync.
     """
     a, b = before.detach().double().flatten(), after.detach().double().flatten()
-    u, v = a / a.norm(), b / b.norm()
-    return 2.0 * math.asin(min(1.0, float((u - v).norm()) / 2.0))
+    chord = (a / a.norm() - b / b.norm()).norm()
+    return 2.0 * torch.asin(torch.clamp(chord / 2.0, max=1.0))
+
+
+def angular_update(before: torch.Tensor, after: torch.Tensor) -> float:
+    """``angle_between`` as a Python float."""
+    return float(angle_between(before, after))
 
 
 # --- equilibrium predictions (papers.md section 2; Li, Lyu & Arora 2020; Wan et al. 2021) ---

@@ -14,6 +14,7 @@ import seaborn as sns  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from lrdynamics.config import format_value  # noqa: E402
+from lrdynamics.record import drop_hyperparameter_dims  # noqa: E402
 from lrdynamics.schedules import build_schedule  # noqa: E402
 
 SEED_KEYS = ("seed", "training-seed", "perturb_init")  # left out of legend labels
@@ -32,9 +33,7 @@ def long_frame(runs: list[xr.Dataset], variables: list[str]) -> pd.DataFrame:
     """One row per (run, evaluation point) with ``variables``, ``epoch``, label, seed."""
     frames = []
     for ds in runs:
-        part = ds[variables]
-        flat = part.squeeze([d for d in part.dims if d not in ("step", "layer")], drop=True)
-        df = flat.reset_coords("epoch").to_dataframe().reset_index()
+        df = drop_hyperparameter_dims(ds[variables]).reset_coords("epoch").to_dataframe().reset_index()
         df["run"] = run_label(ds)
         df["seed"] = ds.attrs["seed"]
         frames.append(df)
@@ -200,11 +199,6 @@ def plot_schedule_comparison(experiments: dict[str, list[xr.Dataset]], titles: d
         axes[2, j].set_ylabel("test accuracy")
     fig.suptitle("Step decay, its exponential counterparts, and decays of WD instead of LR", fontsize=12)
     _save(fig, png, pdf)
-
-
-def _mean_curves(runs: list[xr.Dataset], variables: list[str]) -> pd.DataFrame:
-    df = long_frame(runs, variables)
-    return df.groupby(["run", "epoch"], as_index=False)[variables].mean() if not df.empty else df
 
 
 def plot_intrinsic_lr_equilibrium(

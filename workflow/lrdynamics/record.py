@@ -168,6 +168,11 @@ def check_contract(ds: xr.Dataset) -> list[str]:
     return problems
 
 
+def drop_hyperparameter_dims(obj):
+    """A run (Dataset or DataArray) without its length-1 grid-hyperparameter dimensions."""
+    return obj.squeeze([d for d in obj.dims if d not in ("step", "layer", "sample", "class")], drop=True)
+
+
 def open_runs(paths) -> list[xr.Dataset]:
     """Open run files (loaded into memory, files closed)."""
     out = []

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from lrdynamics.augment import random_crop, random_flip
 from lrdynamics.data import load_prepared
-from lrdynamics.intrinsic import angular_update, effective_lr, intrinsic_lr
+from lrdynamics.intrinsic import angle_between, angular_update, effective_lr, intrinsic_lr
 from lrdynamics.models import build_model, weight_layers
 from lrdynamics.record import OPTIONAL_VARIABLES, VARIABLES, run_dataset, write_atomic
 from lrdynamics.schedules import build_schedule, steps_per_epoch, to_steps, total_steps
@@ -206,7 +206,7 @@ class Training:
         return saved
 
     def _flat_weights(self) -> torch.Tensor:
-        return torch.cat([p.detach().flatten() for p in self.layers.values()]).double()
+        return torch.cat([p.detach().flatten() for p in self.layers.values()])
 
     def _record(
         self, step: int, window_loss: float, before: dict | None, grad_norm: float, window_angle: float = math.nan
@@ -261,6 +261,9 @@ class Training:
         dev = self.device
         window_sum = torch.zeros((), dtype=torch.float64, device=dev)
         angle_sum = torch.zeros((), dtype=torch.float64, device=dev)  # per-step angles, summed on device
+        # The weights after one update are those before the next: rescaling in between only
+        # multiplies them by a power of two, which leaves their direction (and the angle) as is.
+        flat_before = self._flat_weights()
         window_n = 0
         first_bad = torch.full((), -1, dtype=torch.int64, device=dev)
         status = {"status": "completed", "diverged_step": -1}
@@ -290,12 +293,10 @@ class Training:
                     float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for g in grads])))
                     * 2.0**-self.log2_scale
                 )
-            flat_before = self._flat_weights()
             self.optimizer.step()
-            # Angle of this update, 2 asin(|u - v|/2) on unit vectors (accurate for tiny angles).
             flat_after = self._flat_weights()
-            chord = (flat_before / flat_before.norm() - flat_after / flat_after.norm()).norm()
-            angle_sum += 2.0 * torch.asin(torch.clamp(chord / 2.0, max=1.0))
+            angle_sum += angle_between(flat_before, flat_after)
+            flat_before = flat_after
             # Divergence is tracked on the device (no sync per step); read at evaluations.
             bad = ~torch.isfinite(loss.detach())
             first_bad = torch.where(bad & (first_bad < 0), torch.tensor(step, device=dev), first_bad)
