@@ -73,7 +73,7 @@ def test_schema_gives_description_and_default_to_optional_keys():
             if (section, key) != ("model", "name"):
                 assert "default" in spec, f"{section}.{key}"
     defaults = schema_defaults({"$ref": "#/$defs/run"})
-    assert defaults["optimizer"] == {"name": "sgd", "momentum": 0.0}
+    assert defaults["optimizer"] == {"name": "sgd", "momentum": 0.0, "svag": 1}
 
 
 def _with(config, path, value):

@@ -35,11 +35,12 @@ DATASET_FACTS = {
 RESERVED_NAMES = frozenset(
     "step epoch layer train_loss train_accuracy test_loss test_accuracy minibatch_loss learning_rate "
     "weight_decay intrinsic_lr weight_norm total_weight_norm effective_lr total_effective_lr angular_update "
-    "total_angular_update grad_norm test_logits test_predictions sample class".split()
+    "total_angular_update grad_norm test_logits test_predictions sample class updates_done noise_step noise_epoch "
+    "gradient_signal batch_gradient_noise gradient_noise critical_batch_size".split()
 )
 # Model-specific default of model.width (null in the config).
 DEFAULT_WIDTH = {"mlp": 256, "cnn4": 32}
-RUN_SECTIONS = ("dataset", "model", "optimizer", "schedule", "training", "evaluation")
+RUN_SECTIONS = ("dataset", "model", "optimizer", "schedule", "training", "gradient_noise", "evaluation")
 
 
 class ConfigError(ValueError):
@@ -217,7 +218,13 @@ def _check_run(run: dict, config: dict, where: str) -> None:
             f"{where}.model.name: vgg16 halves the image five times and needs images of "
             f"at least 32 pixels; dataset {run['dataset']!r} has {side} (set its resize: 32)"
         )
-    if model["norm"] == "gn":
+    fractional = [c for c in channel_counts(model) if c != int(c) or c < 1]
+    if fractional:
+        problems.append(
+            f"{where}.model.width_multiplier: {model['width_multiplier']} gives channel counts "
+            f"{fractional}; every count must be a whole number >= 1"
+        )
+    elif model["norm"] == "gn":
         bad = [c for c in channel_counts(model) if c % model["groups"]]
         if bad:
             problems.append(f"{where}.model.groups: {model['groups']} does not divide the channel counts {bad}")
@@ -238,6 +245,11 @@ def _check_run(run: dict, config: dict, where: str) -> None:
             )
     elif sched["milestones"] and sched["name"] != "exponential":
         problems.append(f"{where}.schedule.milestones: only the step and exponential schedules take milestones")
+    if run["optimizer"]["svag"] > 1 and run["optimizer"]["momentum"] != 0:
+        problems.append(
+            f"{where}.optimizer.svag: {run['optimizer']['svag']} needs optimizer.momentum: 0 "
+            f"(SVAG simulates the SDE of plain SGD), got momentum {run['optimizer']['momentum']}"
+        )
     if sched["name"] == "exponential" or sched["wd_as_exp_lr"]:
         try:
             alpha_root(sched["lr"], base_wd(sched, run["optimizer"]["momentum"]), run["optimizer"]["momentum"])

@@ -121,8 +121,8 @@ def preresnet32(in_shape, n_classes, width_multiplier=1, norm="bn", groups=8, no
     1, 2, 2) -> norm -> global average pool -> linear (k = width multiplier). Like the
     authors' code there is no ReLU between the final norm and the pooling.
     """
-    k, bias = width_multiplier, norm == "none"
-    widths, strides, n_blocks = [16 * k, 32 * k, 64 * k], [1, 2, 2], 5  # depth 32 = 6*5 + 2
+    bias = norm == "none"
+    widths, strides, n_blocks = [round(c * width_multiplier) for c in (16, 32, 64)], [1, 2, 2], 5  # depth 32 = 6*5 + 2
     layers: list[nn.Module] = [nn.Conv2d(in_shape[0], widths[0], 3, padding=1, bias=bias)]
     c_in = widths[0]
     for width, stride in zip(widths, strides):
@@ -146,7 +146,7 @@ def vgg16(in_shape, n_classes, width_multiplier=1, norm="bn", groups=8, norm_eps
         if v == "M":
             layers.append(nn.MaxPool2d(2))
             continue
-        c_out = v * width_multiplier
+        c_out = round(v * width_multiplier)  # config validation checks it is whole
         layers += [
             nn.Conv2d(c_in, c_out, 3, padding=1, bias=norm == "none"),
             make_norm(norm, c_out, True, groups, norm_eps),

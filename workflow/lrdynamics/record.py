@@ -50,11 +50,19 @@ OPTIONAL_VARIABLES = {
     "test_logits": ("logits of the first test images (eval mode)", "1", ("step", "sample", "class")),
     "test_predictions": ("predicted label of the first test images (eval mode)", "1", ("step", "sample")),
 }
+# Written when the run measures gradient noise (gradient_noise.every), along noise_step.
+NOISE_VARIABLES = {
+    "gradient_signal": ("gradient signal G = |grad L|^2 (unbiased estimate over independent minibatches)", "1"),
+    "batch_gradient_noise": ("minibatch gradient noise tr Sigma_B at the run's batch size B", "1"),
+    "gradient_noise": ("per-example gradient noise N = tr Sigma_1 = tr Sigma_B * B(n-1)/(n-B)", "1"),
+    "critical_batch_size": ("predicted critical batch size B* = (C^2-1) N/G of the linear scaling rule", "1"),
+}
 KEY_HYPERPARAMETERS = {
     "model": ("model", "name"),
     "norm": ("model", "norm"),
     "optimizer": ("optimizer", "name"),
     "momentum": ("optimizer", "momentum"),
+    "svag": ("optimizer", "svag"),
     "schedule": ("schedule", "name"),
     "lr0": ("schedule", "lr"),
     "wd0": ("schedule", "wd"),
@@ -63,6 +71,7 @@ KEY_HYPERPARAMETERS = {
     "seed": ("training", "seed"),
 }
 STATUSES = ("completed", "diverged")
+RUN_DIMS = ("step", "layer", "sample", "class", "noise_step")
 
 
 def source_version() -> str:
@@ -84,13 +93,18 @@ def coordinate_value(value):
     return value
 
 
-def run_dataset(records: dict, layers: list[str], run: dict, attrs: dict) -> xr.Dataset:
+def run_dataset(
+    records: dict, layers: list[str], run: dict, attrs: dict, noise_records: dict | None = None
+) -> xr.Dataset:
     """Assemble a run's dataset from per-evaluation records (lists of equal length).
 
     ``records`` maps each name of VARIABLES (and ``step``, ``epoch``) to a list with one
-    entry per evaluation point (per-layer ones: a list per point).
+    entry per evaluation point (per-layer ones: a list per point); ``step`` counts
+    effective steps (updates / l under SVAG). ``noise_records`` maps ``noise_step`` and the
+    names of NOISE_VARIABLES to a list per gradient-noise measurement (empty: none made).
     """
     steps = np.asarray(records["step"], dtype=np.int64)
+    svag = run["optimizer"].get("svag", 1)
     data_vars = {}
     for name, (long_name, units, dims) in VARIABLES.items():
         values = np.asarray(records[name], dtype=np.float64).reshape(
@@ -102,8 +116,17 @@ def run_dataset(records: dict, layers: list[str], run: dict, attrs: dict) -> xr.
             data_vars[name] = xr.Variable(dims, np.stack(records[name]), {"long_name": long_name, "units": units})
     if "test_predictions" in data_vars:  # labels: small integers, not float64
         data_vars["test_predictions"] = data_vars["test_predictions"].astype(np.int16)
+    if noise_records and noise_records["noise_step"]:
+        for name, (long_name, units) in NOISE_VARIABLES.items():
+            values = np.asarray(noise_records[name], dtype=np.float64)
+            data_vars[name] = xr.Variable(("noise_step",), values, {"long_name": long_name, "units": units})
     coords = {
-        "step": ("step", steps, {"long_name": "number of updates done", "units": "1"}),
+        "step": (
+            "step",
+            steps,
+            {"long_name": "effective steps: updates done / l (SVAG), updates done (SGD)", "units": "1"},
+        ),
+        "updates_done": ("step", steps * svag, {"long_name": "optimizer updates done", "units": "1"}),
         "epoch": (
             "step",
             np.asarray(records["epoch"], dtype=np.float64),
@@ -111,6 +134,14 @@ def run_dataset(records: dict, layers: list[str], run: dict, attrs: dict) -> xr.
         ),
         "layer": ("layer", np.asarray(layers, dtype=str), {"long_name": "weight layer (parameter name)"}),
     }
+    if "gradient_signal" in data_vars:
+        noise_steps = np.asarray(noise_records["noise_step"], dtype=np.int64)
+        coords["noise_step"] = ("noise_step", noise_steps, {"long_name": "effective steps done", "units": "1"})
+        coords["noise_epoch"] = (
+            "noise_step",
+            noise_steps / attrs["steps_per_epoch"],
+            {"long_name": "passes over the training set (effective)", "units": "1"},
+        )
     ds = xr.Dataset(data_vars, coords=coords)
     hp = {k: coordinate_value(v) for k, v in run["hyperparameters"].items()}
     if hp:
@@ -170,7 +201,7 @@ def check_contract(ds: xr.Dataset) -> list[str]:
 
 def drop_hyperparameter_dims(obj):
     """A run (Dataset or DataArray) without its length-1 grid-hyperparameter dimensions."""
-    return obj.squeeze([d for d in obj.dims if d not in ("step", "layer", "sample", "class")], drop=True)
+    return obj.squeeze([d for d in obj.dims if d not in RUN_DIMS], drop=True)
 
 
 def open_runs(paths) -> list[xr.Dataset]:

@@ -111,10 +111,9 @@ def milestone_steps(spec: dict, steps_in_epoch: int) -> list[int]:
     return [to_steps(m, spec["unit"], steps_in_epoch) for m in spec["milestones"]]
 
 
-def decays_passed(spec: dict, steps_in_epoch: int, n_steps: int) -> np.ndarray:
-    """Number of milestones passed at each step (the exponent of ``factor``)."""
-    t = np.arange(n_steps)
-    k = np.zeros(n_steps, dtype=np.int64)
+def decays_passed(spec: dict, steps_in_epoch: int, t: np.ndarray) -> np.ndarray:
+    """Number of milestones passed at each (effective) time ``t`` (the exponent of ``factor``)."""
+    k = np.zeros(len(t), dtype=np.int64)
     for m in milestone_steps(spec, steps_in_epoch):
         k += t >= m
     return k
@@ -127,7 +126,7 @@ def base_wd(spec: dict, momentum: float) -> float:
     return float(spec["wd"])
 
 
-def build_schedule(spec: dict, steps_in_epoch: int, n_steps: int, momentum: float = 0.0) -> Schedule:
+def build_schedule(spec: dict, steps_in_epoch: int, n_steps: int, momentum: float = 0.0, svag: int = 1) -> Schedule:
     """The schedule described by a resolved ``schedule`` config entry.
 
     constant: lr, wd. step: the decay (``factor`` at each milestone) on ``decay_target``.
@@ -135,24 +134,34 @@ def build_schedule(spec: dict, steps_in_epoch: int, n_steps: int, momentum: floa
     lr*alpha^(-2t-1) of (lr, wd, momentum), WD 0, times ``factor`` at each milestone (the
     paper's "instant decays"), momentum buffer from zero. ``wd_as_exp_lr`` replaces any of
     them by its exact exponential counterpart (no WD; see ``exponential_counterpart``).
+
+    ``svag = l > 1`` gives the SVAG schedule (Li, Malladi & Arora 2021): ``l * n_steps``
+    updates with LR lr/l, every boundary (milestone, cosine period) at l times its step, so
+    update ``s`` happens at effective time ``s/l`` (``steps_in_epoch``/``n_steps`` stay the
+    effective ones). The Exp LR of SVAG is that of (lr/l, wd), which grows as much per
+    effective step as the plain one.
     """
     name = spec["name"]
     if name not in SCHEDULE_NAMES:
         raise ValueError(f"unknown schedule name {name!r}; allowed: {', '.join(SCHEDULE_NAMES)}")
-    t = np.arange(n_steps)
-    lr = np.full(n_steps, float(spec["lr"]))
-    wd = np.full(n_steps, base_wd(spec, momentum))
+    if svag < 1 or int(svag) != svag:
+        raise ValueError(f"the SVAG parameter l must be an integer >= 1, got {svag!r}")
+    n_updates = n_steps * svag
+    s = np.arange(n_updates)
+    t = s / svag  # effective time of each update
+    lr = np.full(n_updates, float(spec["lr"]) / svag)
+    wd = np.full(n_updates, base_wd(spec, momentum))
     if name == "exponential":
         alpha = alpha_root(lr[0], wd[0], momentum)
-        instant_decays = float(spec["factor"]) ** decays_passed(spec, steps_in_epoch, n_steps)
-        lr = lr * alpha ** (-2.0 * t - 1.0) * instant_decays
-        return Schedule(lr, np.zeros(n_steps))
+        instant_decays = float(spec["factor"]) ** decays_passed(spec, steps_in_epoch, t)
+        lr = lr * alpha ** (-2.0 * s - 1.0) * instant_decays
+        return Schedule(lr, np.zeros(n_updates))
     if name == "step":
-        shape = float(spec["factor"]) ** decays_passed(spec, steps_in_epoch, n_steps)
+        shape = float(spec["factor"]) ** decays_passed(spec, steps_in_epoch, t)
     elif name == "cosine":
         shape = 0.5 * (1.0 + np.cos(np.pi * t / n_steps))
     else:
-        shape = np.ones(n_steps)
+        shape = np.ones(n_updates)
     if spec.get("decay_target", "lr") == "wd":
         wd = wd * shape
     else:

@@ -27,10 +27,17 @@ import torch.nn.functional as F
 
 from lrdynamics.augment import random_crop, random_flip
 from lrdynamics.data import load_prepared
+from lrdynamics.gradient_noise import (
+    critical_batch_size,
+    measure_signal_and_noise,
+    noise_batches,
+    per_example_noise,
+)
 from lrdynamics.intrinsic import angle_between, angular_update, effective_lr, intrinsic_lr
 from lrdynamics.models import build_model, weight_layers
-from lrdynamics.record import OPTIONAL_VARIABLES, VARIABLES, run_dataset, write_atomic
+from lrdynamics.record import NOISE_VARIABLES, OPTIONAL_VARIABLES, VARIABLES, run_dataset, write_atomic
 from lrdynamics.schedules import build_schedule, steps_per_epoch, to_steps, total_steps
+from lrdynamics.svag import svag_loss
 
 log = logging.getLogger("lrdynamics.train")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -102,11 +109,36 @@ def evaluate(model, images, labels, batch_size: int) -> tuple[float, float]:
     return loss, float((out.argmax(1) == labels).sum()) / len(labels)
 
 
+def cadence_steps(every: float, unit: str, steps_in_epoch: int, n_steps: int) -> list[int]:
+    """Effective steps at which something is measured: 0, every k, the end."""
+    k = max(1, to_steps(every, unit, steps_in_epoch))
+    return sorted(set(range(0, n_steps, k)) | {n_steps})
+
+
 def evaluation_steps(run: dict, steps_in_epoch: int, n_steps: int) -> list[int]:
-    """Steps (number of updates done) at which the run is evaluated: 0, every k, the end."""
+    """Effective steps (updates done / l) at which the run is evaluated: 0, every k, the end."""
     ev = run["evaluation"]
-    every = max(1, to_steps(ev["every"], ev["unit"], steps_in_epoch))
-    return sorted(set(range(0, n_steps, every)) | {n_steps})
+    return cadence_steps(ev["every"], ev["unit"], steps_in_epoch, n_steps)
+
+
+class BatchStream:
+    """Minibatches in epochs of a fresh ``randperm`` (drawn on the device), augmented.
+
+    SGD draws from one stream; SVAG's second batch comes from a second stream with its
+    own generator, so the two batches of an update are independent.
+    """
+
+    def __init__(self, data: DeviceData, batch_size: int, steps_in_epoch: int, crop, flip, generator):
+        self.data, self.B, self.steps_in_epoch = data, batch_size, steps_in_epoch
+        self.crop, self.flip, self.generator = crop, flip, generator
+        self.pos, self.perm = 0, None
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.pos == 0:
+            self.perm = torch.randperm(self.data.n, device=self.data.images.device, generator=self.generator)
+        idx = self.perm[self.pos * self.B : (self.pos + 1) * self.B]
+        self.pos = (self.pos + 1) % self.steps_in_epoch
+        return self.data.batch(idx, self.crop, self.flip, self.generator)
 
 
 class Training:
@@ -138,14 +170,30 @@ class Training:
                     p.copy_(torch.nextafter(p, torch.full_like(p, math.inf)))
         self.model.to(self.device)
         self.layers = weight_layers(self.model)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(tr["seed"] + 1_000_003)  # data order and augmentation
-
+        # Steps and epochs are effective ones (updates / l under SVAG, l = 1 otherwise).
         self.steps_in_epoch = steps_per_epoch(self.train.n, tr["batch_size"], tr["drop_last"])
         self.n_steps = total_steps(tr["epochs"], self.steps_in_epoch)
+        self.svag = run["optimizer"].get("svag", 1)
+        self.n_updates = self.n_steps * self.svag
         self.momentum = run["optimizer"]["momentum"]
-        self.schedule = build_schedule(run["schedule"], self.steps_in_epoch, self.n_steps, self.momentum)
+        self.schedule = build_schedule(run["schedule"], self.steps_in_epoch, self.n_steps, self.momentum, self.svag)
         self.eval_steps = evaluation_steps(run, self.steps_in_epoch, self.n_steps)
+        # Data order and augmentation: one generator per stream, seeded from the run's seed.
+        crop, flip = tr["crop_padding"] > 0, tr["flip"]
+        streams = [1_000_003, 2_000_003] if self.svag > 1 else [1_000_003]
+        self.streams = []
+        for offset in streams:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(tr["seed"] + offset)
+            self.streams.append(BatchStream(self.train, tr["batch_size"], self.steps_in_epoch, crop, flip, generator))
+        gn = run.get("gradient_noise", {})
+        self.noise_steps = (
+            cadence_steps(gn["every"], gn["unit"], self.steps_in_epoch, self.n_steps) if gn.get("every") else []
+        )
+        if self.noise_steps:
+            self.noise_generator = torch.Generator(device=self.device)
+            self.noise_generator.manual_seed(tr["seed"] + 3_000_017)
+            self.noise_num = noise_batches(tr["batch_size"], gn["batches"])
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(trainable, lr=float(self.schedule.lr[0]), momentum=self.momentum)
         if self.schedule.buffer_init is not None:
@@ -156,6 +204,8 @@ class Training:
         self.log2_scale = 0
         self.initial_norm = self._stored_norm()
         self.records: dict[str, list] = {k: [] for k in ["step", "epoch", *VARIABLES, *OPTIONAL_VARIABLES]}
+        self.noise_records: dict[str, list] = {k: [] for k in ["noise_step", *NOISE_VARIABLES]}
+        self.noise_seconds = 0.0
 
     # --- exact rescaling of scale-invariant weights -------------------------------
 
@@ -212,7 +262,7 @@ class Training:
         self, step: int, window_loss: float, before: dict | None, grad_norm: float, window_angle: float = math.nan
     ) -> None:
         r, ev = self.records, self.run["evaluation"]
-        t = min(step, self.n_steps - 1)
+        t = min(step * self.svag, self.n_updates - 1)  # the update in force at this effective step
         lr, wd = float(self.schedule.lr[t]), float(self.schedule.wd[t])
         r["step"].append(step)
         r["epoch"].append(step / self.steps_in_epoch)
@@ -251,40 +301,75 @@ class Training:
             r["total_angular_update"].append(window_angle)
         r["grad_norm"].append(grad_norm)
 
+    def measure_noise(self, step: int) -> None:
+        """Record G, N_B, N = tr Sigma_1 and B* at the current weights (gradient_noise.*).
+
+        Independent uniform B-subsets (each its own randperm) with the run's augmentation,
+        from a generator of their own: the training data order is untouched.
+        """
+        tic = time.perf_counter()
+        tr, gn = self.run["training"], self.run["gradient_noise"]
+        B, crop, flip = tr["batch_size"], tr["crop_padding"] > 0, tr["flip"]
+
+        def batches():
+            for _ in range(self.noise_num):
+                idx = torch.randperm(self.train.n, device=self.device, generator=self.noise_generator)[:B]
+                yield self.train.batch(idx, crop, flip, self.noise_generator)
+
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        signal, batch_noise = measure_signal_and_noise(self.model, F.cross_entropy, batches(), params)
+        # Gradients of the true weights: the stored ones are 2**-log2_scale times them.
+        signal, batch_noise = signal * 4.0**-self.log2_scale, batch_noise * 4.0**-self.log2_scale
+        noise = per_example_noise(batch_noise, min(B, self.train.n), self.train.n)
+        r = self.noise_records
+        r["noise_step"].append(step)
+        r["gradient_signal"].append(signal)
+        r["batch_gradient_noise"].append(batch_noise)
+        r["gradient_noise"].append(noise)
+        r["critical_batch_size"].append(critical_batch_size(noise, signal, gn["threshold_c"]))
+        self.noise_seconds += time.perf_counter() - tic
+        log.info(
+            "step %d: gradient signal G %.4g, noise tr Sigma_1 %.4g, critical batch size %.4g (%d batches, %.1f s)",
+            step, signal, noise, r["critical_batch_size"][-1], self.noise_num, time.perf_counter() - tic,
+        )  # fmt: skip
+
     # --- the loop ------------------------------------------------------------------
 
     def fit(self) -> dict:
         """Train to the end (or to divergence); return the status attributes."""
         tr = self.run["training"]
-        B, crop, flip = tr["batch_size"], tr["crop_padding"] > 0, tr["flip"]
-        eval_set = set(self.eval_steps)
+        l = self.svag
+        eval_set, noise_set = set(self.eval_steps), set(self.noise_steps)
         dev = self.device
         window_sum = torch.zeros((), dtype=torch.float64, device=dev)
-        angle_sum = torch.zeros((), dtype=torch.float64, device=dev)  # per-step angles, summed on device
+        angle_sum = torch.zeros((), dtype=torch.float64, device=dev)  # per-update angles, summed on device
         # The weights after one update are those before the next: rescaling in between only
         # multiplies them by a power of two, which leaves their direction (and the angle) as is.
         flat_before = self._flat_weights()
         window_n = 0
         first_bad = torch.full((), -1, dtype=torch.int64, device=dev)
-        status = {"status": "completed", "diverged_step": -1}
-        perm = None
+        status = {"status": "completed", "diverged_step": -1, "diverged_update": -1}
         start = last_log = time.perf_counter()
         self.model.train()
         self._record(0, math.nan, None, math.nan)
-        for step in range(self.n_steps):
-            pos = step % self.steps_in_epoch
-            if step % 50 == 0:
+        if 0 in noise_set:
+            self.measure_noise(0)
+        for update in range(self.n_updates):
+            if update % 50 == 0:
                 self.rescale_weights()
-            if pos == 0:
-                perm = torch.randperm(self.train.n, device=dev, generator=self.generator)
-            x, y = self.train.batch(perm[pos * B : (pos + 1) * B], crop, flip, self.generator)
-            loss = F.cross_entropy(self.model(x), y)
+            if l == 1:
+                x, y = self.streams[0].next()
+                loss = F.cross_entropy(self.model(x), y)
+            else:
+                loss = svag_loss(self.model, *self.streams[0].next(), *self.streams[1].next(), l)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for group in self.optimizer.param_groups:
-                group["lr"] = float(self.schedule.lr[step]) * 4.0**-self.log2_scale
-                group["weight_decay"] = float(self.schedule.wd[step]) * 4.0**self.log2_scale
-            measure = (step + 1) in eval_set
+                group["lr"] = float(self.schedule.lr[update]) * 4.0**-self.log2_scale
+                group["weight_decay"] = float(self.schedule.wd[update]) * 4.0**self.log2_scale
+            done, step = update + 1, (update + 1) // l  # updates done; effective steps done
+            at_step = done % l == 0
+            measure = at_step and step in eval_set
             if measure:
                 before = {k: p.detach().clone() for k, p in self.layers.items()}
                 grads = [p.grad for p in self.optimizer.param_groups[0]["params"] if p.grad is not None]
@@ -297,56 +382,60 @@ class Training:
             flat_after = self._flat_weights()
             angle_sum += angle_between(flat_before, flat_after)
             flat_before = flat_after
-            # Divergence is tracked on the device (no sync per step); read at evaluations.
+            # Divergence is tracked on the device (no sync per update); read at evaluations.
             bad = ~torch.isfinite(loss.detach())
-            first_bad = torch.where(bad & (first_bad < 0), torch.tensor(step, device=dev), first_bad)
+            first_bad = torch.where(bad & (first_bad < 0), torch.tensor(update, device=dev), first_bad)
             window_sum += loss.detach().double()
             window_n += 1
             now = time.perf_counter()
             if measure or now - last_log >= tr["log_every_seconds"]:
-                bad_step = int(first_bad)
-                if bad_step >= 0:
-                    status = {"status": "diverged", "diverged_step": bad_step}
-                    log.warning("loss became non-finite at step %d: run marked diverged", bad_step)
+                bad_update = int(first_bad)
+                if bad_update >= 0:
+                    status = {"status": "diverged", "diverged_step": bad_update // l, "diverged_update": bad_update}
+                    log.warning("loss became non-finite at update %d: run marked diverged", bad_update)
                     break
             if measure:
-                self._record(step + 1, float(window_sum) / window_n, before, grad_norm, float(angle_sum) / window_n)
+                self._record(step, float(window_sum) / window_n, before, grad_norm, float(angle_sum) / window_n)
                 window_sum.zero_()
                 angle_sum.zero_()
                 window_n = 0
-            if now - last_log >= tr["log_every_seconds"] or step + 1 == self.n_steps:
+            if at_step and step in noise_set:
+                self.measure_noise(step)
+            if now - last_log >= tr["log_every_seconds"] or done == self.n_updates:
                 last_log = now
-                done = step + 1
                 rate = done / (now - start)
-                epoch, test_acc = done / self.steps_in_epoch, self.records["test_accuracy"][-1]
+                epoch, test_acc = done / l / self.steps_in_epoch, self.records["test_accuracy"][-1]
                 log.info(
-                    "step %d/%d (epoch %.2f)  minibatch loss %.4f  test acc %.4f  %.1f steps/s  ETA %.0f s",
-                    done, self.n_steps, epoch, float(loss.detach()), test_acc, rate, (self.n_steps - done) / rate,
+                    "update %d/%d (epoch %.2f)  minibatch loss %.4f  test acc %.4f  %.1f updates/s  ETA %.0f s",
+                    done, self.n_updates, epoch, float(loss.detach()), test_acc, rate, (self.n_updates - done) / rate,
                 )  # fmt: skip
         wall = time.perf_counter() - start
-        steps_done = self.records["step"][-1] if status["status"] == "completed" else status["diverged_step"]
+        updates_done = self.records["step"][-1] * l if status["status"] == "completed" else status["diverged_update"]
+        train_time = wall - self.noise_seconds
         status.update(
-            steps_per_second=steps_done / wall if wall > 0 else math.nan,
+            steps_per_second=updates_done / train_time if train_time > 0 else math.nan,
             wall_time_s=wall,
+            noise_measurement_time_s=self.noise_seconds,
             device=str(self.device)
             + (f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else ""),
             total_steps=self.n_steps,
+            total_updates=self.n_updates,
             steps_per_epoch=self.steps_in_epoch,
             torch_version=torch.__version__,
         )
         return status
 
     def dataset(self, status: dict):
-        return run_dataset(self.records, list(self.layers), self.run, status)
+        return run_dataset(self.records, list(self.layers), self.run, status, self.noise_records)
 
 
 def train(run: dict, out_path, threads: int | None = None):
     """Run one training and write its netCDF file; return the dataset."""
     training = Training(run, threads)
     log.info(
-        "run %s/%s: %s on %s, %d steps (%d per epoch), %d evaluations, device %s",
-        run["experiment"], run["run"], run["model"]["name"], run["dataset"], training.n_steps,
-        training.steps_in_epoch, len(training.eval_steps), training.device,
+        "run %s/%s: %s on %s, %d updates (%d effective steps, %d per epoch, SVAG l=%d), %d evaluations, device %s",
+        run["experiment"], run["run"], run["model"]["name"], run["dataset"], training.n_updates, training.n_steps,
+        training.steps_in_epoch, training.svag, len(training.eval_steps), training.device,
     )  # fmt: skip
     status = training.fit()
     ds = training.dataset(status)
