@@ -171,6 +171,33 @@ BAD_CONFIGS = [
     ),
     ("bad experiment name", _with(BASE, ["experiments", "a/b"], {}), ["experiments", "a/b"]),
     ("subset too small", _with(BASE, ["datasets", "synth", "train_subset"], 3), ["datasets.synth.train_subset"]),
+    ("SVAG l = 0", _with(BASE, ["run_defaults", "optimizer", "svag"], 0), ["optimizer.svag"]),
+    (
+        "SVAG with momentum",  # BASE has momentum 0.9
+        _with(BASE, ["experiments", "tiny", "grid"], {"optimizer.svag": [1, 2]}),
+        ["run svag=2", "optimizer.svag", "momentum: 0"],
+    ),
+    (
+        "SVAG figure on an experiment without an l grid",
+        _with(BASE, ["figures", "svag_convergence"], {"experiment": "tiny"}),
+        ["figures.svag_convergence", "optimizer.svag"],
+    ),
+    (
+        "LSR figure without the noise measurement",
+        _with(BASE, ["figures", "lsr_validity"], {"experiments": ["tiny"]}),
+        ["experiments.tiny", "figures.lsr_validity", "gradient_noise.every"],
+    ),
+    (
+        "a width multiplier that gives fractional channels",
+        _with(
+            _with(BASE, ["datasets", "synth", "resize"], 32),
+            ["run_defaults", "model"],
+            {"name": "vgg16", "width_multiplier": 0.01},
+        ),  # fmt: skip
+        ["model.width_multiplier", "whole number"],
+    ),
+    ("unknown scaling rule", _with(BASE, ["run_defaults", "schedule", "scaling_rule"], "cubic"), ["scaling_rule"]),
+    ("noise C <= 1", _with(BASE, ["run_defaults", "gradient_noise"], {"threshold_c": 1.0}), ["threshold_c"]),
 ]
 
 
@@ -193,3 +220,19 @@ def test_figures_default_to_none():
     assert resolve(config)["figures"] == {}
     config["figures"] = {"training_curves": {"experiment": "tiny"}}
     assert list(resolve(config)["figures"]) == ["training_curves"]
+
+
+def test_scaling_rules_resolve_the_lr_once():
+    grid = {"training.batch_size": [32, 128, 512]}
+    for rule, expected in (("linear", [0.025, 0.1, 0.4]), ("sqrt", [0.05, 0.1, 0.2]), ("none", [0.1, 0.1, 0.1])):
+        config = _with(BASE, ["experiments", "tiny"], {"grid": grid, "schedule": {"scaling_rule": rule}})
+        runs = resolve(config)["runs"]["tiny"]
+        assert [r["schedule"]["lr"] for r in runs.values()] == pytest.approx(expected), rule
+        assert {r["schedule"]["reference_lr"] for r in runs.values()} == {0.1}
+
+
+def test_fractional_width_multiplier_builds_whole_channels():
+    config = _with(_with(BASE, ["datasets", "synth", "resize"], 32), ["run_defaults", "model"], {
+        "name": "vgg16", "width_multiplier": 0.125, "norm": "none"})  # fmt: skip
+    run = next(iter(resolve(config)["runs"]["tiny"].values()))
+    assert run["model"]["width_multiplier"] == 0.125

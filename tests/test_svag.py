@@ -206,3 +206,50 @@ def test_svag_schedule_scales_every_boundary_and_the_lr():
     np.testing.assert_allclose(cos.lr[::4], build_schedule({**spec, "name": "cosine", "milestones": []}, 10, 40).lr / 4)
     with pytest.raises(ValueError, match="integer >= 1"):
         build_schedule(spec, 10, 40, svag=0)
+
+
+# --- the training engine with SVAG and the noise measurement -------------------------
+
+
+def tiny_runs(data_dir, **experiment):
+    from conftest import resolve, tiny_config
+
+    experiment.setdefault("optimizer", {"momentum": 0.0})
+    return resolve(tiny_config(data_dir, **experiment))["runs"]["tiny"]
+
+
+def test_svag_runs_share_the_effective_step_axis(synth_data_dir, tmp_path):
+    from lrdynamics.record import check_contract, combine_runs
+    from lrdynamics.train import train
+
+    runs = tiny_runs(synth_data_dir, grid={"optimizer.svag": [1, 3]})
+    out = {name: train(run, tmp_path / f"{name}.nc", threads=1) for name, run in runs.items()}
+    plain, svag = out["svag=1"], out["svag=3"]
+    for ds in (plain, svag):
+        assert check_contract(ds) == []
+    # 600 images, B=50: 12 effective steps per epoch, 2 epochs; l=3 makes 3x the updates
+    assert list(svag.step.values) == list(plain.step.values) == [0, 6, 12, 18, 24]
+    assert list(svag.updates_done.values) == [0, 18, 36, 54, 72]
+    assert svag.attrs["total_updates"] == 72 and svag.attrs["total_steps"] == 24 and svag.attrs["svag"] == 3
+    # LR per update is lr/l; the runs start from the same weights
+    assert svag.learning_rate[..., 0].item() == pytest.approx(0.1 / 3)
+    np.testing.assert_array_equal(svag.weight_norm[..., 0, :], plain.weight_norm[..., 0, :])
+    assert svag.test_accuracy[..., -1].item() > 0.5  # it trains
+    assert dict(combine_runs([plain, svag]).sizes)["svag"] == 2
+
+
+def test_noise_measurement_leaves_the_trajectory_unchanged(synth_data_dir, tmp_path):
+    """Measuring G and N uses its own batches and restores BN statistics: same run, bit for bit."""
+    from lrdynamics.train import train
+
+    base = next(iter(tiny_runs(synth_data_dir).values()))
+    measured = next(iter(tiny_runs(synth_data_dir, gradient_noise={"every": 1, "batches": 4}).values()))
+    a = train(base, tmp_path / "a.nc", threads=1)
+    b = train(measured, tmp_path / "b.nc", threads=1)
+    for name in ("test_loss", "train_loss", "weight_norm", "minibatch_loss"):
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+    assert "gradient_signal" not in a
+    assert list(b.noise_step.values) == [0, 12, 24] and list(b.noise_epoch.values) == [0, 1, 2]
+    assert np.isfinite(b.gradient_noise.values).all() and (b.gradient_noise.values > 0).all()
+    np.testing.assert_allclose(b.gradient_noise.values, b.batch_gradient_noise.values * 50 * (600 - 1) / (600 - 50))
+    assert b.attrs["noise_measurement_time_s"] > 0

@@ -54,10 +54,21 @@ def test_demo_chain_end_to_end(tmp_path, data):
             "evaluation": {"logit_samples": 20, "bn_recalibration_samples": 100},
             "grid": {"schedule.wd_as_exp_lr": [False, True], "training.perturb_init": [False, True]},
         }
+        # SVAG and the linear scaling rule (with the gradient noise measurement)
+        config["experiments"]["sv"] = {"optimizer": {"momentum": 0.0}, "grid": {"optimizer.svag": [1, 2]}}
+        config["experiments"]["lsr"] = {
+            "optimizer": {"momentum": 0.0},
+            "schedule": {"scaling_rule": "linear", "reference_batch_size": 50},
+            "gradient_noise": {"every": 1, "batches": 4},
+            "grid": {"training.batch_size": [25, 100]},
+        }
         config["figures"].update(
             explr_equivalence={"experiments": ["eq"]},
             explr_weight_norm={"experiment": "eq"},
             texp_vs_step={"experiments": ["eq", "tiny"]},
+            svag_convergence={"experiment": "sv"},
+            lsr_validity={"experiments": ["lsr"]},
+            noise_signal={"experiments": ["lsr"]},
         )
     cfg = write_config(tmp_path, config)
     proc = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
@@ -72,10 +83,17 @@ def test_demo_chain_end_to_end(tmp_path, data):
         assert ds.attrs["status"] == "completed"
     assert dict(combine_runs(datasets).sizes)["wd"] == 2
     if data == "synthetic":
-        for name in ("explr_equivalence", "explr_weight_norm", "texp_vs_step"):
+        for name in ("explr_equivalence", "explr_weight_norm", "texp_vs_step", "svag_convergence", "lsr_validity",
+                     "noise_signal"):  # fmt: skip
             assert (tmp_path / "results" / "figures" / f"{name}.png").stat().st_size > 20_000
         with xr.open_dataset(tmp_path / "results" / "analysis" / "explr_equivalence.nc") as analysis:
             assert bool(analysis.within_chaos_criterion.all())
+        with xr.open_dataset(tmp_path / "results" / "analysis" / "svag.nc") as svag:
+            assert list(svag.l.values) == [1, 2] and float(svag.test_accuracy_distance.sel(l=2)) == 0
+        with xr.open_dataset(tmp_path / "results" / "analysis" / "lsr.nc") as lsr:
+            assert list(lsr.batch_size.values) == [25, 100]
+            assert list(lsr.learning_rate.sel(experiment="lsr").values) == [0.05, 0.2]
+            assert (lsr.gradient_noise > 0).all() and float(lsr.predicted_critical_batch_size.sel(experiment="lsr")) > 0
     png = tmp_path / "results" / "figures" / "training_curves.png"
     assert png.stat().st_size > 20_000 and (tmp_path / "results" / "figures" / "training_curves.pdf").is_file()
     log = (tmp_path / "results" / "logs" / "train" / "tiny" / "wd=0.0_seed=0.log").read_text()

@@ -259,6 +259,16 @@ def _check_run(run: dict, config: dict, where: str) -> None:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
 
 
+def apply_scaling_rule(run: dict) -> None:
+    """Resolve schedule.scaling_rule: schedule.lr becomes the LR of this batch size and the
+    configured one is kept as schedule.reference_lr (so the rule is applied exactly once)."""
+    sched, batch = run["schedule"], run["training"]["batch_size"]
+    ratio = batch / sched["reference_batch_size"]
+    factor = {"none": 1.0, "linear": ratio, "sqrt": ratio**0.5}[sched["scaling_rule"]]
+    sched["reference_lr"] = sched["lr"]
+    sched["lr"] = sched["lr"] * factor
+
+
 def experiment_runs(config: dict, name: str) -> dict[str, dict]:
     """The resolved runs of one experiment, by run name (config already validated)."""
     schema = load_schema()
@@ -285,6 +295,7 @@ def experiment_runs(config: dict, name: str) -> dict[str, dict]:
         validate(run, {"$ref": "#/$defs/run"}, prefix=where)
         if run["model"].get("width") is None and run["model"].get("name") in DEFAULT_WIDTH:
             run["model"]["width"] = DEFAULT_WIDTH[run["model"]["name"]]
+        apply_scaling_rule(run)
         _check_run(run, config, where)
         if run_name in runs:
             raise ConfigError(f"experiments.{name}.grid: two grid points give the run name {run_name!r}")
@@ -339,6 +350,26 @@ def load_config(config: dict) -> dict:
     for fig in ("explr_equivalence", "explr_weight_norm"):
         for name in figure_experiments(full["figures"].get(fig, {})):
             _check_equivalence_experiment(full, fig, name)
+    if "svag_convergence" in full["figures"]:
+        name = full["figures"]["svag_convergence"]["experiment"]
+        if len({run["optimizer"]["svag"] for run in full["runs"][name].values()}) < 2:
+            raise ConfigError(
+                f"invalid configuration:\n  - experiments.{name} (read by figures.svag_convergence): "
+                "its grid must give optimizer.svag at least two values"
+            )
+    for fig in ("lsr_validity", "noise_signal"):
+        for name in figure_experiments(full["figures"].get(fig, {})):
+            runs = full["runs"][name].values()
+            if any(not run["gradient_noise"]["every"] for run in runs):
+                raise ConfigError(
+                    f"invalid configuration:\n  - experiments.{name} (read by figures.{fig}): "
+                    "gradient_noise.every must be set (the figure needs G and N)"
+                )
+            if len({run["training"]["batch_size"] for run in runs}) != len(runs):
+                raise ConfigError(
+                    f"invalid configuration:\n  - experiments.{name} (read by figures.{fig}): "
+                    "its grid must be over training.batch_size only (one run per batch size)"
+                )
     return full
 
 

@@ -92,9 +92,9 @@ def measure_signal_and_noise(model, loss_fn, batches, params) -> tuple[float, fl
 
 def lsr_analysis(experiments: dict[str, list[xr.Dataset]], late_fraction: float = 0.5) -> xr.Dataset:
     """Per experiment (one net, a grid over batch sizes under LSR) and batch size: final
-    test accuracy, and G, N = tr Sigma_1 and B* over training; B* predicted for the net is
-    the median over batch sizes of each run's late-training mean (the paper averages late
-    epochs), with the smallest batch size's run as the closest to the SDE.
+    test accuracy, and G, N = tr Sigma_1 and B* over training. The B* predicted for the net
+    is the median over batch sizes of each run's late-training median (the paper averages
+    late epochs; medians because B* is infinite where the estimate of G is not positive).
     """
     parts = []
     for name, runs in experiments.items():
@@ -108,7 +108,8 @@ def lsr_analysis(experiments: dict[str, list[xr.Dataset]], late_fraction: float 
             ds1 = drop_hyperparameter_dims(ds)
             epoch = ds1.noise_epoch.values
             noise_vars = ds1[["gradient_signal", "gradient_noise", "critical_batch_size"]]
-            noise_vars = noise_vars.assign_coords(noise_step=epoch).rename(noise_step="epoch")
+            noise_vars = noise_vars.drop_vars("noise_epoch").assign_coords(noise_step=epoch)
+            noise_vars = noise_vars.rename(noise_step="noise_epoch")
             final = ds1.test_accuracy.isel(step=-1) if ds.attrs["status"] == "completed" else math.nan
             rows.append(
                 noise_vars.assign(
@@ -117,13 +118,14 @@ def lsr_analysis(experiments: dict[str, list[xr.Dataset]], late_fraction: float 
                     learning_rate=float(ds.attrs["lr0"]),
                 ).expand_dims(batch_size=[int(ds.attrs["batch_size"])])
             )
-        rows.sort(key=lambda r: int(r.batch_size))
+        rows.sort(key=lambda r: int(r.batch_size[0]))
         exp = xr.concat(rows, dim="batch_size", join="outer", data_vars="all", coords="different", compat="equals")
-        late = exp.epoch >= float(exp.epoch.max()) * (1 - late_fraction)
-        late_mean = exp.critical_batch_size.where(late).mean("epoch")
-        exp["late_critical_batch_size"] = late_mean
-        exp["predicted_critical_batch_size"] = late_mean.median("batch_size")
-        parts.append(exp.rename(epoch="noise_epoch").expand_dims(experiment=[name]))
+        # late training; B* is inf where the estimate of G is not positive: medians, not means
+        late = exp.noise_epoch >= float(exp.noise_epoch.max()) * (1 - late_fraction)
+        late_median = exp.critical_batch_size.where(late).median("noise_epoch")
+        exp["late_critical_batch_size"] = late_median
+        exp["predicted_critical_batch_size"] = late_median.median("batch_size")
+        parts.append(exp.expand_dims(experiment=[name]))
     out = xr.concat(parts, dim="experiment", join="outer", data_vars="all", coords="different", compat="equals")
     attrs = {
         "gradient_signal": ("G = |grad L|^2, unbiased estimate", "1"),
@@ -132,7 +134,7 @@ def lsr_analysis(experiments: dict[str, list[xr.Dataset]], late_fraction: float 
         "final_test_accuracy": ("test accuracy at the end of training (NaN: diverged)", "1"),
         "diverged": ("the run's loss became non-finite", "1"),
         "learning_rate": ("initial learning rate (LSR: proportional to the batch size)", "1"),
-        "late_critical_batch_size": (f"mean B* over the last {late_fraction:.0%} of training", "1"),
+        "late_critical_batch_size": (f"median B* over the last {late_fraction:.0%} of training", "1"),
         "predicted_critical_batch_size": ("median over batch sizes of late_critical_batch_size", "1"),
     }
     for k, (long_name, units) in attrs.items():

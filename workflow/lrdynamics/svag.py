@@ -102,7 +102,7 @@ def svag_analysis(runs: list[xr.Dataset]) -> xr.Dataset:
         if any(not np.array_equal(g.step, steps) for g in group):
             raise ValueError(f"runs with l={l} were evaluated at different effective steps")
         per_l.append(xr.concat(group, dim="seed").mean("seed").expand_dims(l=[l]))
-    curves = xr.concat(per_l, dim="l", join="inner")  # matched effective steps only
+    curves = xr.concat(per_l, dim="l", join="inner", coords="minimal", compat="override")  # matched steps only
     reference = curves.sel(l=ls[-1])
     out = xr.Dataset(coords={"l": ("l", ls, {"long_name": "SVAG parameter l", "units": "1"})})
     out = out.assign_coords(step=curves.step)

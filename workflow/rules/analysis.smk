@@ -40,3 +40,32 @@ rule toy_scale_invariant:
         settings=figure_settings("scale_invariant_toy"),
     script:
         "../scripts/toy_scale_invariant.py"
+
+
+rule analyse_svag:
+    input:
+        figure_experiment_runs("svag_convergence"),
+    output:
+        "results/analysis/svag.nc",
+    log:
+        "results/logs/analysis/svag.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/analyse_svag.py"
+
+
+rule analyse_lsr:
+    input:
+        lsr_runs,
+    output:
+        "results/analysis/lsr.nc",
+    log:
+        "results/logs/analysis/lsr.log",
+    conda:
+        "../../environment.yml"
+    params:
+        experiments=lsr_experiments(),
+        late_fraction=figure_settings("lsr_validity").get("late_fraction", 0.5),
+    script:
+        "../scripts/analyse_lsr.py"

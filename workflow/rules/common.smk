@@ -50,6 +50,9 @@ def all_analyses():
         "equilibrium_time_scaling": "equilibrium",
         "angular_update": "equilibrium",
         "scale_invariant_toy": "scale_invariant_toy",
+        "svag_convergence": "svag",
+        "lsr_validity": "lsr",
+        "noise_signal": "lsr",
     }
     return sorted(
         {f"results/analysis/{needs[f]}.nc" for f in CONFIG["figures"] if f in needs}
@@ -110,3 +113,15 @@ def figure_experiment_list(figure):
 def figure_settings(figure):
     """A figure's resolved config entry (a param: a changed setting redoes the analysis)."""
     return CONFIG["figures"].get(figure, {})
+
+
+def lsr_experiments():
+    """Experiments of results/analysis/lsr.nc: those of lsr_validity, then noise_signal."""
+    names = figure_experiment_list("lsr_validity") + figure_experiment_list(
+        "noise_signal"
+    )
+    return list(dict.fromkeys(names))
+
+
+def lsr_runs(wildcards):
+    return [path for name in lsr_experiments() for path in experiment_runs(name)]

@@ -26,6 +26,9 @@ FIGURE_RULES = {
         "scale_invariant_toy",
         False,
     ),
+    "svag_convergence": ("SVAG and the SDE (Li, Malladi & Arora 2021)", "svag", False),
+    "lsr_validity": ("SVAG and the SDE (Li, Malladi & Arora 2021)", "lsr", False),
+    "noise_signal": ("SVAG and the SDE (Li, Malladi & Arora 2021)", "lsr", False),
 }
 
 for figure, (category, analysis, reads_runs) in FIGURE_RULES.items():

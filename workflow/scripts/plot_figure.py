@@ -38,5 +38,11 @@ elif figure == "angular_update":
     plotting.plot_angular_update(analysis, **out)
 elif figure == "scale_invariant_toy":
     plotting.plot_scale_invariant_toy(analysis, **out)
+elif figure == "svag_convergence":
+    plotting.plot_svag_convergence(analysis, **out, title=title)
+elif figure == "lsr_validity":
+    plotting.plot_lsr_validity(analysis, titles, **out)
+elif figure == "noise_signal":
+    plotting.plot_noise_signal(analysis, titles, **out)
 else:
     raise ValueError(f"no plotting function for figure {figure!r}")
