@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lrdynamics.benchmarking import ForeignLoad  # noqa: E402
 from lrdynamics.models import MODEL_NAMES, build_model  # noqa: E402
 from lrdynamics.svag import svag_coefficients, svag_loss  # noqa: E402
 
@@ -160,31 +161,6 @@ def check_line(label: str, dtype, r: dict) -> str:
         f"(max|grad| {r['grad_max']:.2e}, |diff|/|grad| {r['grad_rel']:.1e}), running stats max|diff| "
         f"{r['buf_diff']:.2e} -> {'PASS' if r['passed'] else 'FAIL'} (allclose rtol {RTOL:g}, atol {ATOL:g})"
     )
-
-
-def _busy_cpu_s():
-    """CPU seconds the whole machine has been busy (Linux /proc/stat), or None elsewhere."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-    except OSError:
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-class ForeignLoad:
-    """Cores' worth of CPU used by other processes while the block runs (None if unknown)."""
-
-    def __enter__(self):
-        self.t, self.busy, self.own = time.perf_counter(), _busy_cpu_s(), sum(os.times()[:2])
-        return self
-
-    def __exit__(self, *exc):
-        busy = _busy_cpu_s()
-        wall = time.perf_counter() - self.t
-        own = sum(os.times()[:2]) - self.own
-        self.cores = None if busy is None else max(0.0, (busy - self.busy - own) / wall)
 
 
 def bench(model, streams, device, steps: int, warmup: int) -> dict[str, float]:
