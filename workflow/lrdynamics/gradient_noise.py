@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from lrdynamics.models import kept_normalization_statistics
 from lrdynamics.record import drop_hyperparameter_dims
 from lrdynamics.svag import SVAG_REFERENCE
 
@@ -66,25 +67,15 @@ def minibatch_gradients(model, loss_fn, batches, params):
         yield torch.cat([g.flatten() for g in grads])
 
 
-@torch.no_grad()
-def _restore(model, saved):
-    model.load_state_dict(saved, strict=False)
-
-
 def measure_signal_and_noise(model, loss_fn, batches, params) -> tuple[float, float]:
     """(G, N_B) of ``model`` at its current weights over the given minibatches.
 
     Train mode (batch statistics, as SGD sees the loss); batch-norm running statistics
     are restored afterwards, so a measurement leaves the model exactly as it was.
     """
-    saved = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
-    was_training = model.training
-    model.train()
-    try:
+    with kept_normalization_statistics(model):
+        model.train()
         return signal_and_noise(minibatch_gradients(model, loss_fn, batches, params))
-    finally:
-        _restore(model, saved)
-        model.train(was_training)
 
 
 # --- analysis: the linear scaling rule --------------------------------------------------

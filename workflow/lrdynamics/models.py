@@ -15,6 +15,8 @@ on), which is not scale-invariant: the control nets of the papers.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -176,6 +178,22 @@ def build_model(spec: dict, in_shape, n_classes: int) -> ClassifierNet:
     if name == "vgg16":
         return vgg16(in_shape, n_classes, width_multiplier=spec["width_multiplier"], **common)
     raise ValueError(f"unknown model {name!r}; allowed: {', '.join(MODEL_NAMES)}")
+
+
+@contextlib.contextmanager
+def kept_normalization_statistics(model: nn.Module):
+    """Batch-norm running statistics (and the train/eval mode) as they were before the block.
+
+    For measurements that run the model in train mode (noise estimates, BN recalibration
+    before an evaluation) and must leave the training run exactly as they found it.
+    """
+    saved = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+    was_training = model.training
+    try:
+        yield
+    finally:
+        model.load_state_dict(saved, strict=False)
+        model.train(was_training)
 
 
 def weight_layers(model: nn.Module) -> dict[str, nn.Parameter]:

@@ -405,13 +405,21 @@ def plot_svag_convergence(svag: xr.Dataset, png, pdf=None, title: str = "") -> N
     _save(fig, png, pdf)
 
 
+def lsr_nets(lsr: xr.Dataset, titles: dict[str, str]) -> list[tuple[str, xr.Dataset]]:
+    """(experiment, its part of lsr.nc with only its own batch sizes), in the figure's order."""
+    return [
+        (n, lsr.sel(experiment=n).dropna("batch_size", how="all", subset=["learning_rate"]))
+        for n in titles
+        if n in lsr.experiment.values
+    ]
+
+
 def plot_lsr_validity(lsr: xr.Dataset, titles: dict[str, str], png, pdf=None) -> None:
     """Final test accuracy against batch size under LSR, one panel per net, B* marked."""
-    names = [n for n in titles if n in lsr.experiment.values]
+    nets = lsr_nets(lsr, titles)
     sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 5), constrained_layout=True, squeeze=False)
-    for ax, name in zip(axes[0], names):
-        d = lsr.sel(experiment=name).dropna("batch_size", how="all", subset=["learning_rate"])
+    fig, axes = plt.subplots(1, len(nets), figsize=(6 * len(nets), 5), constrained_layout=True, squeeze=False)
+    for ax, (name, d) in zip(axes[0], nets):
         ax.plot(d.batch_size, d.final_test_accuracy, marker="o", label="final test accuracy")
         bad = d.batch_size[d.diverged.astype(bool)]
         for b in bad.values:
@@ -430,11 +438,10 @@ def plot_lsr_validity(lsr: xr.Dataset, titles: dict[str, str], png, pdf=None) ->
 
 def plot_noise_signal(lsr: xr.Dataset, titles: dict[str, str], png, pdf=None) -> None:
     """G, N = tr Sigma_1 and N/(B G) against epochs, one line per batch size; a row per net."""
-    names = [n for n in titles if n in lsr.experiment.values]
+    nets = lsr_nets(lsr, titles)
     sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(len(names), 3, figsize=(17, 4.5 * len(names)), constrained_layout=True, squeeze=False)
-    for row, name in zip(axes, names):
-        d = lsr.sel(experiment=name).dropna("batch_size", how="all", subset=["learning_rate"])
+    fig, axes = plt.subplots(len(nets), 3, figsize=(17, 4.5 * len(nets)), constrained_layout=True, squeeze=False)
+    for row, (name, d) in zip(axes, nets):
         colors = sns.color_palette("rocket_r", n_colors=len(d.batch_size))
         for color, b in zip(colors, d.batch_size.values):
             e = d.sel(batch_size=b).dropna("noise_epoch", subset=["gradient_signal"])

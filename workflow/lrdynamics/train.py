@@ -34,7 +34,7 @@ from lrdynamics.gradient_noise import (
     per_example_noise,
 )
 from lrdynamics.intrinsic import angle_between, angular_update, effective_lr, intrinsic_lr
-from lrdynamics.models import build_model, weight_layers
+from lrdynamics.models import build_model, kept_normalization_statistics, weight_layers
 from lrdynamics.record import NOISE_VARIABLES, OPTIONAL_VARIABLES, VARIABLES, run_dataset, write_atomic
 from lrdynamics.schedules import build_schedule, steps_per_epoch, to_steps, total_steps
 from lrdynamics.svag import svag_loss
@@ -239,9 +239,9 @@ class Training:
     # --- measurement ---------------------------------------------------------------
 
     @torch.no_grad()
-    def recalibrate_batch_norm(self, n: int) -> dict:
-        """Re-estimate BN running statistics on the first n training images; return the old ones."""
-        saved = {k: v.clone() for k, v in self.model.state_dict().items() if "running" in k or "num_batches" in k}
+    def recalibrate_batch_norm(self, n: int) -> None:
+        """Re-estimate BN running statistics on the first n training images (the caller keeps
+        the old ones with ``kept_normalization_statistics``)."""
         bns = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
         momenta = [m.momentum for m in bns]
         for m in bns:
@@ -253,7 +253,6 @@ class Training:
             self.model(images[i : i + self.run["evaluation"]["batch_size"]])
         for m, mom in zip(bns, momenta):
             m.momentum = mom
-        return saved
 
     def _flat_weights(self) -> torch.Tensor:
         return torch.cat([p.detach().flatten() for p in self.layers.values()])
@@ -266,21 +265,19 @@ class Training:
         lr, wd = float(self.schedule.lr[t]), float(self.schedule.wd[t])
         r["step"].append(step)
         r["epoch"].append(step / self.steps_in_epoch)
-        saved_bn = None
-        if ev["bn_recalibration_samples"]:
-            saved_bn = self.recalibrate_batch_norm(ev["bn_recalibration_samples"])
-        for split, data, n in (("train", self.train, ev["train_samples"]), ("test", self.test, ev["test_samples"])):
-            loss, acc = evaluate(self.model, *data.unpadded(n), ev["batch_size"])
-            r[f"{split}_loss"].append(loss)
-            r[f"{split}_accuracy"].append(acc)
-        if ev["logit_samples"]:
-            images, _ = self.test.unpadded(ev["logit_samples"])
-            r["test_logits"].append(predict(self.model, images, ev["batch_size"]).double().cpu().numpy())
-        if ev["prediction_samples"]:
-            images, _ = self.test.unpadded(ev["prediction_samples"])
-            r["test_predictions"].append(predict(self.model, images, ev["batch_size"]).argmax(1).cpu().numpy())
-        if saved_bn is not None:
-            self.model.load_state_dict(saved_bn, strict=False)
+        with kept_normalization_statistics(self.model):  # recalibration must not touch training
+            if ev["bn_recalibration_samples"]:
+                self.recalibrate_batch_norm(ev["bn_recalibration_samples"])
+            for split, data, n in (("train", self.train, ev["train_samples"]), ("test", self.test, ev["test_samples"])):
+                loss, acc = evaluate(self.model, *data.unpadded(n), ev["batch_size"])
+                r[f"{split}_loss"].append(loss)
+                r[f"{split}_accuracy"].append(acc)
+            if ev["logit_samples"]:
+                images, _ = self.test.unpadded(ev["logit_samples"])
+                r["test_logits"].append(predict(self.model, images, ev["batch_size"]).double().cpu().numpy())
+            if ev["prediction_samples"]:
+                images, _ = self.test.unpadded(ev["prediction_samples"])
+                r["test_predictions"].append(predict(self.model, images, ev["batch_size"]).argmax(1).cpu().numpy())
         r["minibatch_loss"].append(window_loss)
         r["learning_rate"].append(lr)
         r["weight_decay"].append(wd)
@@ -327,10 +324,11 @@ class Training:
         r["batch_gradient_noise"].append(batch_noise)
         r["gradient_noise"].append(noise)
         r["critical_batch_size"].append(critical_batch_size(noise, signal, gn["threshold_c"]))
-        self.noise_seconds += time.perf_counter() - tic
+        seconds = time.perf_counter() - tic
+        self.noise_seconds += seconds
         log.info(
             "step %d: gradient signal G %.4g, noise tr Sigma_1 %.4g, critical batch size %.4g (%d batches, %.1f s)",
-            step, signal, noise, r["critical_batch_size"][-1], self.noise_num, time.perf_counter() - tic,
+            step, signal, noise, r["critical_batch_size"][-1], self.noise_num, seconds,
         )  # fmt: skip
 
     # --- the loop ------------------------------------------------------------------
