@@ -387,6 +387,9 @@ def _check_equivalence_experiment(config: dict, figure: str, name: str) -> None:
     ]
     if any(run["evaluation"]["logit_samples"] == 0 for run in config["runs"][name].values()):
         problems.append("evaluation.logit_samples must be > 0 (the analysis compares test logits)")
+    # Reduced precision would swamp the float32 chaos floor the equivalence is measured against.
+    if any(run["training"]["autocast"] or run["training"]["tf32"] for run in config["runs"][name].values()):
+        problems.append("training.autocast must be null and training.tf32 false (exactness needs float32)")
     if problems:
         raise ConfigError(
             f"invalid configuration:\n  - experiments.{name} (read by figures.{figure}): " + "; ".join(problems)

@@ -27,13 +27,14 @@ import torch.nn.functional as F
 
 from lrdynamics.augment import random_crop, random_flip
 from lrdynamics.data import load_prepared
+from lrdynamics.devices import gpu_slot, resolve_device, set_float32_precision, use_channels_last
 from lrdynamics.gradient_noise import (
     critical_batch_size,
     measure_signal_and_noise,
     noise_batches,
     per_example_noise,
 )
-from lrdynamics.intrinsic import angle_between, angular_update, effective_lr, intrinsic_lr
+from lrdynamics.intrinsic import angular_update, chord_angle, effective_lr, intrinsic_lr, unit_direction
 from lrdynamics.models import build_model, kept_normalization_statistics, weight_layers
 from lrdynamics.record import NOISE_VARIABLES, OPTIONAL_VARIABLES, VARIABLES, run_dataset, write_atomic
 from lrdynamics.schedules import build_schedule, steps_per_epoch, to_steps, total_steps
@@ -41,16 +42,6 @@ from lrdynamics.svag import svag_loss
 
 log = logging.getLogger("lrdynamics.train")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' means CUDA when present, else CPU; an explicit CUDA device must exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} asked for but CUDA is not available (use device: auto or cpu)")
-    return device
 
 
 class DeviceData:
@@ -70,6 +61,10 @@ class DeviceData:
         self.images = (x - mean) / std
         self.n = len(self.labels)
         self.shape = (images.shape[1], self.side, self.side)
+        self.channels_last = False  # batches in the model's layout (set by Training)
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def batch(self, idx, crop: bool, flip: bool, generator) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.images[idx]
@@ -80,7 +75,7 @@ class DeviceData:
             x = x[:, :, p:-p, p:-p]
         if flip:
             x = random_flip(x, generator)
-        return x, self.labels[idx]
+        return self._layout(x), self.labels[idx]
 
     def unpadded(self, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         n = self.n if n is None else min(n, self.n)
@@ -88,7 +83,7 @@ class DeviceData:
         if self.padding:
             p = self.padding
             x = x[:, :, p:-p, p:-p]
-        return x, self.labels[:n]
+        return self._layout(x), self.labels[:n]
 
 
 @torch.no_grad()
@@ -144,13 +139,16 @@ class BatchStream:
 class Training:
     """One training run: model, data, optimizer, schedule and the record being built."""
 
-    def __init__(self, run: dict, threads: int | None = None):
+    def __init__(self, run: dict, threads: int | None = None, device: torch.device | None = None):
         self.run = run
         tr = run["training"]
         if threads:
             torch.set_num_threads(threads)
-        self.device = resolve_device(run["device"])
+        self.device = device if device is not None else resolve_device(run["device"])
         self.dtype = DTYPES[tr["dtype"]]
+        set_float32_precision(tr["tf32"])
+        # bf16 autocast of the training forward pass (never of evaluation or measurements).
+        self.autocast = tr["autocast"]
         ds_dir = Path(run["dataset_dir"])
         train_rec, test_rec = load_prepared(ds_dir / "train.pt"), load_prepared(ds_dir / "test.pt")
         self.classes = train_rec["classes"]
@@ -168,7 +166,10 @@ class Training:
             with torch.no_grad():  # one ulp up: the chaos floor of equivalence tests
                 for p in self.model.parameters():
                     p.copy_(torch.nextafter(p, torch.full_like(p, math.inf)))
-        self.model.to(self.device)
+        has_convolutions = any(isinstance(m, torch.nn.Conv2d) for m in self.model.modules())
+        self.channels_last = use_channels_last(tr["channels_last"], self.device, has_convolutions)
+        self.model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        self.train.channels_last = self.test.channels_last = self.channels_last
         self.layers = weight_layers(self.model)
         # Steps and epochs are effective ones (updates / l under SVAG, l = 1 otherwise).
         self.steps_in_epoch = steps_per_epoch(self.train.n, tr["batch_size"], tr["drop_last"])
@@ -333,70 +334,88 @@ class Training:
 
     # --- the loop ------------------------------------------------------------------
 
+    def start_updates(self) -> None:
+        """Reset the on-device accumulators that ``update`` adds to (fit calls it first)."""
+        dev = self.device
+        self.window_sum = torch.zeros((), dtype=torch.float64, device=dev)
+        self.angle_sum = torch.zeros((), dtype=torch.float64, device=dev)  # per-update angles, summed on device
+        self.window_n = 0
+        # Divergence is tracked on the device (no sync per update): the first bad update.
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=dev)
+        # The direction after one update is the one before the next: rescaling in between only
+        # multiplies the weights by a power of two, which leaves their direction as is.
+        self.direction = unit_direction(self._flat_weights())
+
+    def update(self, index: int, measure: bool = False):
+        """Optimizer update number ``index`` (0-based), with everything training does per update.
+
+        Draws the batch(es), forward and backward (SVAG's joint loss when l > 1), sets this
+        update's LR and WD, steps, and adds the loss and the angle moved to the window sums.
+        With ``measure``, also returns the weights before the step and the gradient norm
+        (one device sync). Returns (loss tensor, weights before or None, grad norm or nan).
+        """
+        if index % 50 == 0:
+            self.rescale_weights()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast == "bfloat16"):
+            if self.svag == 1:
+                x, y = self.streams[0].next()
+                loss = F.cross_entropy(self.model(x), y)
+            else:
+                loss = svag_loss(self.model, *self.streams[0].next(), *self.streams[1].next(), self.svag)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for group in self.optimizer.param_groups:
+            group["lr"] = float(self.schedule.lr[index]) * 4.0**-self.log2_scale
+            group["weight_decay"] = float(self.schedule.wd[index]) * 4.0**self.log2_scale
+        before, grad_norm = None, math.nan
+        if measure:
+            before = {k: p.detach().clone() for k, p in self.layers.items()}
+            grads = [p.grad for p in self.optimizer.param_groups[0]["params"] if p.grad is not None]
+            # True gradient: the stored weights are 2**-log2_scale times the true ones.
+            grad_norm = (
+                float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for g in grads])))
+                * 2.0**-self.log2_scale
+            )
+        self.optimizer.step()
+        direction = unit_direction(self._flat_weights())
+        self.angle_sum += chord_angle(self.direction, direction)
+        self.direction = direction
+        loss = loss.detach()
+        self.first_bad = torch.where(~torch.isfinite(loss) & (self.first_bad < 0), index, self.first_bad)
+        self.window_sum += loss
+        self.window_n += 1
+        return loss, before, grad_norm
+
     def fit(self) -> dict:
         """Train to the end (or to divergence); return the status attributes."""
         tr = self.run["training"]
         l = self.svag
         eval_set, noise_set = set(self.eval_steps), set(self.noise_steps)
-        dev = self.device
-        window_sum = torch.zeros((), dtype=torch.float64, device=dev)
-        angle_sum = torch.zeros((), dtype=torch.float64, device=dev)  # per-update angles, summed on device
-        # The weights after one update are those before the next: rescaling in between only
-        # multiplies them by a power of two, which leaves their direction (and the angle) as is.
-        flat_before = self._flat_weights()
-        window_n = 0
-        first_bad = torch.full((), -1, dtype=torch.int64, device=dev)
         status = {"status": "completed", "diverged_step": -1, "diverged_update": -1}
         start = last_log = time.perf_counter()
         self.model.train()
         self._record(0, math.nan, None, math.nan)
         if 0 in noise_set:
             self.measure_noise(0)
-        for update in range(self.n_updates):
-            if update % 50 == 0:
-                self.rescale_weights()
-            if l == 1:
-                x, y = self.streams[0].next()
-                loss = F.cross_entropy(self.model(x), y)
-            else:
-                loss = svag_loss(self.model, *self.streams[0].next(), *self.streams[1].next(), l)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            for group in self.optimizer.param_groups:
-                group["lr"] = float(self.schedule.lr[update]) * 4.0**-self.log2_scale
-                group["weight_decay"] = float(self.schedule.wd[update]) * 4.0**self.log2_scale
-            done, step = update + 1, (update + 1) // l  # updates done; effective steps done
+        self.start_updates()
+        for index in range(self.n_updates):
+            done, step = index + 1, (index + 1) // l  # updates done; effective steps done
             at_step = done % l == 0
             measure = at_step and step in eval_set
-            if measure:
-                before = {k: p.detach().clone() for k, p in self.layers.items()}
-                grads = [p.grad for p in self.optimizer.param_groups[0]["params"] if p.grad is not None]
-                # True gradient: the stored weights are 2**-log2_scale times the true ones.
-                grad_norm = (
-                    float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for g in grads])))
-                    * 2.0**-self.log2_scale
-                )
-            self.optimizer.step()
-            flat_after = self._flat_weights()
-            angle_sum += angle_between(flat_before, flat_after)
-            flat_before = flat_after
-            # Divergence is tracked on the device (no sync per update); read at evaluations.
-            bad = ~torch.isfinite(loss.detach())
-            first_bad = torch.where(bad & (first_bad < 0), torch.tensor(update, device=dev), first_bad)
-            window_sum += loss.detach().double()
-            window_n += 1
+            loss, before, grad_norm = self.update(index, measure)
             now = time.perf_counter()
             if measure or now - last_log >= tr["log_every_seconds"]:
-                bad_update = int(first_bad)
+                bad_update = int(self.first_bad)
                 if bad_update >= 0:
                     status = {"status": "diverged", "diverged_step": bad_update // l, "diverged_update": bad_update}
                     log.warning("loss became non-finite at update %d: run marked diverged", bad_update)
                     break
             if measure:
-                self._record(step, float(window_sum) / window_n, before, grad_norm, float(angle_sum) / window_n)
-                window_sum.zero_()
-                angle_sum.zero_()
-                window_n = 0
+                n = self.window_n
+                self._record(step, float(self.window_sum) / n, before, grad_norm, float(self.angle_sum) / n)
+                self.window_sum.zero_()
+                self.angle_sum.zero_()
+                self.window_n = 0
             if at_step and step in noise_set:
                 self.measure_noise(step)
             if now - last_log >= tr["log_every_seconds"] or done == self.n_updates:
@@ -405,7 +424,7 @@ class Training:
                 epoch, test_acc = done / l / self.steps_in_epoch, self.records["test_accuracy"][-1]
                 log.info(
                     "update %d/%d (epoch %.2f)  minibatch loss %.4f  test acc %.4f  %.1f updates/s  ETA %.0f s",
-                    done, self.n_updates, epoch, float(loss.detach()), test_acc, rate, (self.n_updates - done) / rate,
+                    done, self.n_updates, epoch, float(loss), test_acc, rate, (self.n_updates - done) / rate,
                 )  # fmt: skip
         wall = time.perf_counter() - start
         updates_done = self.records["step"][-1] * l if status["status"] == "completed" else status["diverged_update"]
@@ -418,6 +437,7 @@ class Training:
             + (f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else ""),
             total_steps=self.n_steps,
             total_updates=self.n_updates,
+            channels_last=int(self.channels_last),
             steps_per_epoch=self.steps_in_epoch,
             torch_version=torch.__version__,
         )
@@ -427,9 +447,18 @@ class Training:
         return run_dataset(self.records, list(self.layers), self.run, status, self.noise_records)
 
 
-def train(run: dict, out_path, threads: int | None = None):
-    """Run one training and write its netCDF file; return the dataset."""
-    training = Training(run, threads)
+def train(run: dict, out_path, threads: int | None = None, jobs_per_gpu: int | None = None):
+    """Run one training and write its netCDF file; return the dataset.
+
+    ``jobs_per_gpu``: on a workstation with GPUs, share each GPU with at most this many
+    jobs (see ``lrdynamics.devices.gpu_slot``); None uses the device as resolved.
+    """
+    with gpu_slot(run["device"], jobs_per_gpu) as device:
+        return _train(run, out_path, threads, device)
+
+
+def _train(run: dict, out_path, threads, device):
+    training = Training(run, threads, device)
     log.info(
         "run %s/%s: %s on %s, %d updates (%d effective steps, %d per epoch, SVAG l=%d), %d evaluations, device %s",
         run["experiment"], run["run"], run["model"]["name"], run["dataset"], training.n_updates, training.n_steps,

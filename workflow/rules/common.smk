@@ -17,6 +17,8 @@ except ConfigError as err:
 
 DATA_DIR = CONFIG["data_dir"]
 RUNS = CONFIG["runs"]
+# GPUs a training job asks the scheduler for (none when the config pins the CPU).
+TRAIN_GPUS = 0 if CONFIG["device"] == "cpu" else 1
 
 
 wildcard_constraints:

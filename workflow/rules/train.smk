@@ -10,7 +10,11 @@ rule train:
     threads: CONFIG["train_threads"]
     resources:
         runtime="12h",
+        # 1 unless device is cpu: the SLURM executor requests a GPU per job; locally
+        # `--resources gpu=N` caps the training jobs running at once.
+        gpu=TRAIN_GPUS,
     params:
         run_json=run_json,
+        jobs_per_gpu=CONFIG["jobs_per_gpu"],
     script:
         "../scripts/train.py"
