@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: demo test data lint format clean-results
+.PHONY: demo test bench data lint format clean-results
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo: $(STAMP) data
 
 test: $(STAMP) data
 	$(BIN)/python -m pytest
+
+# The engine against the conventional PyTorch loop (results/bench/bench.json; README "Performance").
+bench: $(STAMP) data
+	$(BIN)/python workflow/scripts/bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

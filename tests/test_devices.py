@@ -11,8 +11,9 @@ import torch
 
 from conftest import REPO, resolve, tiny_config
 from lrdynamics.config import ConfigError
-from lrdynamics.devices import CHANNELS_LAST, claim_slot, gpu_slot, use_channels_last
+from lrdynamics.devices import CHANNELS_LAST, channels_last_hazard, claim_slot, gpu_slot, use_channels_last
 from lrdynamics.intrinsic import angle_between, chord_angle, unit_direction
+from lrdynamics.models import build_model
 from lrdynamics.train import Training, train
 
 
@@ -55,12 +56,33 @@ def test_cpu_and_slurm_jobs_claim_no_slot(monkeypatch):
             assert device == torch.device("cuda")
 
 
+def preresnet(width_multiplier):
+    return build_model(model_spec("preresnet32", width_multiplier=width_multiplier), (3, 32, 32), 10)
+
+
+def model_spec(name, **kw):
+    return {"name": name, "norm": "bn", "groups": 8, "norm_eps": 1e-5, "freeze_last_layer": True, **kw}
+
+
 def test_channels_last_choice():
     cpu = torch.device("cpu")
-    assert use_channels_last("auto", cpu, True) is CHANNELS_LAST["cpu"]
-    assert use_channels_last("auto", cpu, False) is False  # an MLP has no layout to choose
-    assert use_channels_last(True, cpu, True) is True
-    assert use_channels_last(False, cpu, True) is False
+    mlp = build_model(model_spec("mlp", width=8, depth=2), (1, 28, 28), 10)
+    full = preresnet(1.0)
+    assert use_channels_last("auto", cpu, full) is CHANNELS_LAST["cpu"]
+    assert use_channels_last("auto", cpu, mlp) is False  # an MLP has no layout to choose
+    assert use_channels_last(True, cpu, full) is True
+    assert use_channels_last(False, cpu, full) is False
+
+
+def test_channels_last_avoids_the_onednn_strided_1x1_bug_on_cpu():
+    """Its shortcut convs at 1/4 width have 4 and 8 input channels: channels-last backward
+    corrupts the heap there (oneDNN #6035), so auto keeps the default layout and true is refused."""
+    narrow, cpu = preresnet(0.25), torch.device("cpu")
+    assert "1x1 conv with 4 input channels" in channels_last_hazard(narrow)
+    assert channels_last_hazard(preresnet(1.0)) is None
+    assert use_channels_last("auto", cpu, narrow) is False
+    with pytest.raises(ValueError, match="oneDNN issue #6035"):
+        use_channels_last(True, cpu, narrow)
 
 
 @pytest.mark.parametrize("theta", [1e-5, 1e-4, 1e-3, 0.1])

@@ -44,11 +44,37 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def use_channels_last(setting, device: torch.device, has_convolutions: bool) -> bool:
-    """``training.channels_last``: true/false as given; 'auto' per device type, conv nets only."""
+def channels_last_hazard(model: torch.nn.Module) -> str | None:
+    """A conv that oneDNN's CPU kernels mishandle in channels-last layout, or None.
+
+    The backward of a strided 1x1 conv with fewer input channels than oneDNN's channel
+    block (8 with AVX2, 16 with AVX-512) writes past a workspace (oneDNN issue #6035):
+    heap corruption or wrong weight gradients. Seen here with torch 2.14.1: PreResNet32 at
+    width 1/4 or 1/8 aborts ("double free or corruption"); tests/test_devices.py.
+    """
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1) and m.in_channels < 16:
+            return f"{name}: strided 1x1 conv with {m.in_channels} input channels (< 16)"
+    return None
+
+
+def use_channels_last(setting, device: torch.device, model: torch.nn.Module) -> bool:
+    """``training.channels_last``: true/false as given; 'auto' per device type, conv nets only.
+
+    On the CPU, a model with a ``channels_last_hazard`` stays in the default layout under
+    'auto', and an explicit true is refused.
+    """
+    if not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+        return False  # nothing to lay out
+    hazard = channels_last_hazard(model) if device.type == "cpu" else None
     if setting == "auto":
-        return has_convolutions and CHANNELS_LAST.get(device.type, False)
-    return bool(setting) and has_convolutions
+        return CHANNELS_LAST.get(device.type, False) and hazard is None
+    if setting and hazard:
+        raise ValueError(
+            f"training.channels_last: true is unsafe on the CPU for this model ({hazard}; oneDNN issue #6035 "
+            "corrupts memory); use auto or false"
+        )
+    return bool(setting)
 
 
 def set_float32_precision(tf32: bool) -> None:

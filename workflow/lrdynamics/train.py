@@ -166,8 +166,7 @@ class Training:
             with torch.no_grad():  # one ulp up: the chaos floor of equivalence tests
                 for p in self.model.parameters():
                     p.copy_(torch.nextafter(p, torch.full_like(p, math.inf)))
-        has_convolutions = any(isinstance(m, torch.nn.Conv2d) for m in self.model.modules())
-        self.channels_last = use_channels_last(tr["channels_last"], self.device, has_convolutions)
+        self.channels_last = use_channels_last(tr["channels_last"], self.device, self.model)
         self.model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
         self.train.channels_last = self.test.channels_last = self.channels_last
         self.layers = weight_layers(self.model)

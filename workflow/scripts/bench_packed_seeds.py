@@ -231,7 +231,7 @@ def bench(k, threads, steps, repeats, warmup, use_vmap):
             for s in range(steps):
                 v.step(xs[s % N_BATCHES], ys[s % N_BATCHES])
             times[v.name].append(time.perf_counter() - t0)
-    return {n: k * steps / statistics.median(t) for n, t in times.items()}
+    return {n: [k * steps / s for s in t] for n, t in times.items()}  # model-steps/s per repeat
 
 
 def main():
@@ -265,7 +265,10 @@ def main():
     for threads in args.threads:
         for k in args.ks:
             with ForeignLoad() as fl:
-                r = bench(k, threads, args.steps, args.repeats, args.warmup, use_vmap)
+                r = {
+                    n: statistics.median(v)
+                    for n, v in bench(k, threads, args.steps, args.repeats, args.warmup, use_vmap).items()
+                }
             rows.append((k, threads, r, fl.cores))
             if fl.cores is not None and fl.cores > 0.1:
                 busy.append(f"K={k}/threads={threads}")
