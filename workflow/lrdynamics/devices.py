@@ -28,8 +28,8 @@ import torch
 
 log = logging.getLogger("lrdynamics.devices")
 
-# Measured with workflow/scripts/bench.py (PreResNet32, B=128, fp32, one update): CPU
-# 1.3x faster in channels-last on the 2-core development machine. CUDA not measured yet
+# Measured with workflow/scripts/bench.py (PreResNet32, B=128, fp32, 1 thread): CPU
+# 1.23x faster in channels-last on the 2-core development machine. CUDA not measured yet
 # (no GPU lent), so it keeps PyTorch's default layout there.
 CHANNELS_LAST = {"cpu": True, "cuda": False}
 
