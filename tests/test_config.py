@@ -198,6 +198,19 @@ BAD_CONFIGS = [
     ),
     ("unknown scaling rule", _with(BASE, ["run_defaults", "schedule", "scaling_rule"], "cubic"), ["scaling_rule"]),
     ("noise C <= 1", _with(BASE, ["run_defaults", "gradient_noise"], {"threshold_c": 1.0}), ["threshold_c"]),
+    ("no GPU slot", _with(BASE, ["jobs_per_gpu"], 0), ["jobs_per_gpu", "0"]),
+    ("checkpoint every 0 s", _with(BASE, ["checkpoint"], {"every_seconds": 0}), ["checkpoint.every_seconds"]),
+    ("unknown checkpoint key", _with(BASE, ["checkpoint"], {"every": 10}), ["checkpoint.every", "every_updates"]),
+    (
+        "layout not auto/true/false",
+        _with(BASE, ["run_defaults", "training", "channels_last"], "yes"),
+        ["training.channels_last", "auto"],
+    ),
+    (
+        "fp16 autocast",
+        _with(BASE, ["run_defaults", "training", "autocast"], "float16"),
+        ["training.autocast", "bfloat16"],
+    ),
 ]
 
 

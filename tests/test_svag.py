@@ -253,3 +253,26 @@ def test_noise_measurement_leaves_the_trajectory_unchanged(synth_data_dir, tmp_p
     assert np.isfinite(b.gradient_noise.values).all() and (b.gradient_noise.values > 0).all()
     np.testing.assert_allclose(b.gradient_noise.values, b.batch_gradient_noise.values * 50 * (600 - 1) / (600 - 50))
     assert b.attrs["noise_measurement_time_s"] > 0
+
+
+def test_svag_analysis_reports_diverged_runs_instead_of_dropping_them_silently(synth_data_dir, tmp_path):
+    from conftest import resolve, tiny_config
+    from lrdynamics.plotting import plot_svag_convergence
+    from lrdynamics.svag import svag_analysis
+    from lrdynamics.train import train
+
+    config = tiny_config(
+        synth_data_dir,
+        model={"norm": "none", "freeze_last_layer": False},
+        optimizer={"momentum": 0.0},
+        training={"epochs": 1},
+        grid={"optimizer.svag": [1, 2], "schedule.lr": [0.05, 1.0e6]},
+    )
+    runs = resolve(config)["runs"]["tiny"]
+    results = [train(run, tmp_path / f"{name}.nc", threads=1) for name, run in runs.items()]
+    assert sorted(ds.attrs["status"] for ds in results) == ["completed", "completed", "diverged", "diverged"]
+    analysis = svag_analysis(results)
+    left_out = analysis.attrs["diverged_runs"]
+    assert "lr=1000000.0" in left_out and left_out.count("(step") == 2
+    assert list(analysis.seeds.values) == [1, 1]  # only the completed runs are averaged
+    plot_svag_convergence(analysis, tmp_path / "svag.png")  # the note goes into the title

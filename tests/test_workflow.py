@@ -138,3 +138,21 @@ def test_paper_dag_builds_in_seconds():
     out = proc.stdout + proc.stderr
     assert "prepare_dataset" in out and "train" in out
     assert elapsed < 60, elapsed  # generous: a broken config resolution takes minutes
+
+
+def test_unwritable_results_folder_stops_before_any_job(tmp_path):
+    """Part of the bad-input table (tests/test_bad_input.py): one message, no DAG built."""
+    (tmp_path / "results").write_text("a file where the results folder should be")
+    config = write_config(tmp_path, tiny_config(tmp_path / "data"))
+    proc = snakemake(tmp_path, "-n", "--configfile", str(config))
+    assert proc.returncode != 0
+    message = proc.stdout + proc.stderr
+    assert "lrdynamics: cannot write to results/" in message, message[-2000:]
+    assert "Job stats" not in message
+
+
+def test_slurm_profile_is_valid_for_the_slurm_executor():
+    """The plugin parses every key of profiles/slurm (a dry run submits nothing)."""
+    proc = snakemake(REPO, "-n", "--profile", "profiles/slurm", "--configfile", "config/paper.yaml", timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "train" in proc.stdout + proc.stderr

@@ -396,6 +396,20 @@ def _check_equivalence_experiment(config: dict, figure: str, name: str) -> None:
         )
 
 
+def engine_settings(config: dict) -> dict:
+    """``jobs_per_gpu`` and ``checkpoint`` of a raw (validated) config, defaults filled.
+
+    How a job uses its GPU and how often it saves resume state change no result, so the
+    training script reads them here rather than as rule params, which would rerun
+    finished runs whenever they change.
+    """
+    props = load_schema()["properties"]
+    return {
+        "jobs_per_gpu": config.get("jobs_per_gpu", props["jobs_per_gpu"]["default"]),
+        "checkpoint": deep_merge(schema_defaults(props["checkpoint"]), config.get("checkpoint", {})),
+    }
+
+
 def load_config_file(path) -> dict:
     with open(path) as f:
         return load_config(yaml.safe_load(f))

@@ -401,7 +401,9 @@ def plot_svag_convergence(svag: xr.Dataset, png, pdf=None, title: str = "") -> N
     axes[2].set_xlabel("SVAG l")
     axes[2].set_ylabel(f"distance from l={ref}")
     axes[2].legend(fontsize=8)
-    fig.suptitle(f"{title}\nSVAG converges to the SDE of SGD as l grows: curves should collapse", fontsize=11)
+    left_out = svag.attrs.get("diverged_runs", "none")
+    note = "" if left_out == "none" else f"\ndiverged, left out of the means: {left_out}"
+    fig.suptitle(f"{title}\nSVAG converges to the SDE of SGD as l grows: curves should collapse{note}", fontsize=11)
     _save(fig, png, pdf)
 
 

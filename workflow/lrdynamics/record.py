@@ -177,6 +177,8 @@ def write_atomic(ds: xr.Dataset, path) -> None:
     encoding = {v: {"zlib": True, "complevel": 4} for v in ds.data_vars}
     try:
         ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+        with open(tmp, "rb") as f:  # on disk before the rename makes it visible
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -204,12 +206,27 @@ def drop_hyperparameter_dims(obj):
     return obj.squeeze([d for d in obj.dims if d not in RUN_DIMS], drop=True)
 
 
+class RunFileError(ValueError):
+    """A file given as a run file is not one (unreadable, or not our contract)."""
+
+
 def open_runs(paths) -> list[xr.Dataset]:
-    """Open run files (loaded into memory, files closed)."""
+    """Open run files (loaded into memory, files closed), each checked against the contract."""
     out = []
     for p in paths:
-        with xr.open_dataset(p, engine="netcdf4") as ds:
-            out.append(ds.load())
+        try:
+            with xr.open_dataset(p, engine="netcdf4") as ds:
+                ds = ds.load()
+        except Exception as err:  # noqa: BLE001 (netCDF4/HDF5 raise many kinds)
+            raise RunFileError(f"{p}: not a readable netCDF run file ({type(err).__name__}: {err})") from err
+        problems = check_contract(ds)
+        if problems:
+            shown = "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
+            raise RunFileError(
+                f"{p}: not an lrdynamics run file ({shown}); run files are written by rule train "
+                "(results/runs/<experiment>/<run>.nc)"
+            )
+        out.append(ds)
     return out
 
 

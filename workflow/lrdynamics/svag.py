@@ -87,8 +87,10 @@ def svag_analysis(runs: list[xr.Dataset]) -> xr.Dataset:
     share the schedule and start, so their ``step`` (effective steps) coordinates agree.
     """
     by_l: dict[int, list[xr.Dataset]] = {}
+    diverged: list[str] = []  # reported in the dataset and the figure, not averaged in
     for ds in runs:
         if ds.attrs["status"] != "completed":
+            diverged.append(f"{ds.attrs['run']} (step {ds.attrs.get('diverged_step', '?')})")
             continue
         by_l.setdefault(int(ds.attrs["svag"]), []).append(drop_hyperparameter_dims(ds))
     if len(by_l) < 2:
@@ -124,5 +126,6 @@ def svag_analysis(runs: list[xr.Dataset]) -> xr.Dataset:
         title="SVAG convergence: curves per l at matched effective steps",
         references=SVAG_REFERENCE,
         reference_l=ls[-1],
+        diverged_runs=", ".join(diverged) or "none",
     )
     return out

@@ -19,6 +19,8 @@ import argparse
 import json
 import logging
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from lrdynamics.augment import random_crop, random_flip
+from lrdynamics.checkpoint import config_fingerprint, load_state, remove_state, resume_path, save_state
+from lrdynamics.config import run_config_json
 from lrdynamics.data import load_prepared
 from lrdynamics.devices import gpu_slot, resolve_device, set_float32_precision, use_channels_last
 from lrdynamics.gradient_noise import (
@@ -377,27 +381,82 @@ class Training:
             )
         self.optimizer.step()
         direction = unit_direction(self._flat_weights())
-        self.angle_sum += chord_angle(self.direction, direction)
+        angle = chord_angle(self.direction, direction)  # NaN once a weight is inf or NaN
+        self.angle_sum += angle
         self.direction = direction
         loss = loss.detach()
-        self.first_bad = torch.where(~torch.isfinite(loss) & (self.first_bad < 0), index, self.first_bad)
+        bad = ~torch.isfinite(loss) | ~torch.isfinite(angle)
+        self.first_bad = torch.where(bad & (self.first_bad < 0), index, self.first_bad)
         self.window_sum += loss
         self.window_n += 1
         return loss, before, grad_norm
 
-    def fit(self) -> dict:
-        """Train to the end (or to divergence); return the status attributes."""
+    # --- resume state ------------------------------------------------------------------
+
+    def state_dict(self, next_update: int, elapsed_s: float) -> dict:
+        """Everything the loop needs to continue at ``next_update`` as if never stopped."""
+        return {
+            "fingerprint": config_fingerprint(run_config_json(self.run)),
+            "next_update": next_update,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "log2_scale": self.log2_scale,
+            "initial_norm": self.initial_norm,
+            "records": self.records,
+            "noise_records": self.noise_records,
+            "streams": [{"pos": s.pos, "perm": s.perm, "generator": s.generator.get_state()} for s in self.streams],
+            "noise_generator": self.noise_generator.get_state() if self.noise_steps else None,
+            "window_sum": self.window_sum,
+            "angle_sum": self.angle_sum,
+            "window_n": self.window_n,
+            "first_bad": self.first_bad,
+            "direction": self.direction,
+            "elapsed_s": elapsed_s,
+            "noise_seconds": self.noise_seconds,
+        }
+
+    def load_state_dict(self, state: dict) -> int:
+        """Restore a ``state_dict``; returns the update to continue at."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.log2_scale, self.initial_norm = state["log2_scale"], state["initial_norm"]
+        self.records, self.noise_records = state["records"], state["noise_records"]
+        for stream, saved in zip(self.streams, state["streams"]):
+            stream.pos, stream.perm = saved["pos"], saved["perm"]
+            stream.generator.set_state(saved["generator"].cpu())  # generator states live on the CPU
+        if self.noise_steps:
+            self.noise_generator.set_state(state["noise_generator"].cpu())
+        for key in ("window_sum", "angle_sum", "window_n", "first_bad", "direction", "noise_seconds"):
+            setattr(self, key, state[key])
+        return state["next_update"]
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def fit(self, state: dict | None = None, checkpoint=None) -> dict:
+        """Train to the end (or to divergence); return the status attributes.
+
+        ``state``: a ``state_dict`` to continue from. ``checkpoint``: a ``Checkpointing``
+        (when to save the resume state, and a stop request from a signal).
+        """
         tr = self.run["training"]
         l = self.svag
         eval_set, noise_set = set(self.eval_steps), set(self.noise_steps)
         status = {"status": "completed", "diverged_step": -1, "diverged_update": -1}
-        start = last_log = time.perf_counter()
         self.model.train()
-        self._record(0, math.nan, None, math.nan)
-        if 0 in noise_set:
-            self.measure_noise(0)
-        self.start_updates()
-        for index in range(self.n_updates):
+        if state is None:
+            first = 0
+            self._record(0, math.nan, None, math.nan)
+            if 0 in noise_set:
+                self.measure_noise(0)
+            self.start_updates()
+            elapsed_before = 0.0
+        else:
+            self.start_updates()
+            first = self.load_state_dict(state)
+            elapsed_before = state["elapsed_s"]
+            log.info("resumed at update %d/%d (%.0f s of training before)", first, self.n_updates, elapsed_before)
+        start = last_log = time.perf_counter() - elapsed_before
+        for index in range(first, self.n_updates):
             done, step = index + 1, (index + 1) // l  # updates done; effective steps done
             at_step = done % l == 0
             measure = at_step and step in eval_set
@@ -407,7 +466,7 @@ class Training:
                 bad_update = int(self.first_bad)
                 if bad_update >= 0:
                     status = {"status": "diverged", "diverged_step": bad_update // l, "diverged_update": bad_update}
-                    log.warning("loss became non-finite at update %d: run marked diverged", bad_update)
+                    log.warning("loss or weights became non-finite at update %d: run marked diverged", bad_update)
                     break
             if measure:
                 n = self.window_n
@@ -419,12 +478,14 @@ class Training:
                 self.measure_noise(step)
             if now - last_log >= tr["log_every_seconds"] or done == self.n_updates:
                 last_log = now
-                rate = done / (now - start)
+                rate = (done - first) / max(now - start - elapsed_before, 1e-9)
                 epoch, test_acc = done / l / self.steps_in_epoch, self.records["test_accuracy"][-1]
                 log.info(
                     "update %d/%d (epoch %.2f)  minibatch loss %.4f  test acc %.4f  %.1f updates/s  ETA %.0f s",
                     done, self.n_updates, epoch, float(loss), test_acc, rate, (self.n_updates - done) / rate,
                 )  # fmt: skip
+            if checkpoint is not None and done < self.n_updates and checkpoint.due(done):
+                checkpoint.save(self.state_dict(done, time.perf_counter() - start))
         wall = time.perf_counter() - start
         updates_done = self.records["step"][-1] * l if status["status"] == "completed" else status["diverged_update"]
         train_time = wall - self.noise_seconds
@@ -446,26 +507,91 @@ class Training:
         return run_dataset(self.records, list(self.layers), self.run, status, self.noise_records)
 
 
-def train(run: dict, out_path, threads: int | None = None, jobs_per_gpu: int | None = None):
+class Interrupted(Exception):
+    """Training stopped on a signal after saving its resume state."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signal.Signals(signum).name}; resume state saved")
+        self.signum = signum
+
+
+class Checkpointing:
+    """When to save the resume state: every ``every_updates`` updates, every
+    ``every_seconds`` of wall time, and at once when SIGTERM, SIGINT or SIGUSR1 (SLURM's
+    warning before the time limit) arrives; after a signal's save the loop stops."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+
+    def __init__(self, path: Path, every_updates: int | None, every_seconds: float | None):
+        self.path, self.every_updates, self.every_seconds = path, every_updates, every_seconds
+        self.last = time.monotonic()
+        self.signum: int | None = None
+        self.previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # handlers only there
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _on_signal(self, signum, frame):
+        log.warning("received %s: saving the resume state at the end of this update", signal.Signals(signum).name)
+        self.signum = signum
+
+    def due(self, done: int) -> bool:
+        if self.signum is not None:
+            return True
+        if self.every_updates and done % self.every_updates == 0:
+            return True
+        return self.every_seconds is not None and time.monotonic() - self.last >= self.every_seconds
+
+    def save(self, state: dict) -> None:
+        save_state(state, self.path)
+        self.last = time.monotonic()
+        log.info("resume state saved at update %d (%s)", state["next_update"], self.path)
+        if self.signum is not None:
+            raise Interrupted(self.signum)
+
+
+def train(
+    run: dict,
+    out_path,
+    threads: int | None = None,
+    jobs_per_gpu: int | None = None,
+    checkpoint_every_updates: int | None = None,
+    checkpoint_every_seconds: float | None = 600.0,
+):
     """Run one training and write its netCDF file; return the dataset.
 
     ``jobs_per_gpu``: on a workstation with GPUs, share each GPU with at most this many
     jobs (see ``lrdynamics.devices.gpu_slot``); None uses the device as resolved.
+    Resume state (``lrdynamics.checkpoint``) is saved every ``checkpoint_every_updates``
+    updates and every ``checkpoint_every_seconds``, and on SIGTERM/SIGINT/SIGUSR1, after
+    which ``Interrupted`` is raised. A rerun continues from it; it is removed once the
+    output is written.
     """
     with gpu_slot(run["device"], jobs_per_gpu) as device:
-        return _train(run, out_path, threads, device)
+        return _train(run, out_path, threads, device, checkpoint_every_updates, checkpoint_every_seconds)
 
 
-def _train(run: dict, out_path, threads, device):
+def _train(run: dict, out_path, threads, device, every_updates, every_seconds):
     training = Training(run, threads, device)
+    state_path = resume_path(out_path)
+    state = load_state(state_path, config_fingerprint(run_config_json(run)), training.device)
     log.info(
         "run %s/%s: %s on %s, %d updates (%d effective steps, %d per epoch, SVAG l=%d), %d evaluations, device %s",
         run["experiment"], run["run"], run["model"]["name"], run["dataset"], training.n_updates, training.n_steps,
         training.steps_in_epoch, training.svag, len(training.eval_steps), training.device,
     )  # fmt: skip
-    status = training.fit()
+    with Checkpointing(state_path, every_updates, every_seconds) as checkpoint:
+        status = training.fit(state, checkpoint)
     ds = training.dataset(status)
     write_atomic(ds, out_path)
+    remove_state(state_path)
     log.info(
         "wrote %s (%s, %.1f steps/s, %.1f s)",
         out_path,
@@ -481,11 +607,28 @@ def main(argv=None) -> int:
     parser.add_argument("run_config", help="resolved run config (JSON; the config_json of any run file)")
     parser.add_argument("out", help="output netCDF path")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument("--checkpoint-every-updates", type=int, default=None, help="save resume state this often")
+    parser.add_argument(
+        "--checkpoint-every-seconds", type=float, default=600.0, help="save resume state this often (wall time)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with open(args.run_config) as f:
-        run = json.load(f)
-    train(run, args.out, args.threads)
+    try:
+        with open(args.run_config) as f:
+            run = json.load(f)
+        missing = [k for k in ("experiment", "run", "device", "dataset_dir", "model", "training") if k not in run]
+    except (OSError, json.JSONDecodeError) as err:
+        parser.error(f"run config {args.run_config}: {err}")
+    if missing:
+        parser.error(
+            f"run config {args.run_config}: not a resolved run config (missing {', '.join(missing)}); "
+            "use the config_json attribute of a run file"
+        )
+    try:
+        train(run, args.out, args.threads, None, args.checkpoint_every_updates, args.checkpoint_every_seconds)
+    except Interrupted as stop:
+        log.warning("%s; rerun the same command to continue", stop)
+        return 128 + stop.signum
     return 0
 
 

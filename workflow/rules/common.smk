@@ -1,5 +1,6 @@
 # Configuration, validation and the input functions of every rule.
 # Torch-free on purpose: Snakemake re-executes rule files for every cluster job.
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,23 @@ try:
     CONFIG = load_config(config)
 except ConfigError as err:
     sys.exit(f"lrdynamics: {err}")
+
+
+def check_writable(folder):
+    """Fail before any job when a folder the workflow writes cannot be written."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        probe = Path(folder) / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        sys.exit(
+            f"lrdynamics: cannot write to {folder}/ ({err.strerror}); run from a folder you can write to"
+        )
+
+
+check_writable("results")
+check_writable(CONFIG["data_dir"])
 
 DATA_DIR = CONFIG["data_dir"]
 RUNS = CONFIG["runs"]

@@ -15,6 +15,5 @@ rule train:
         gpu=TRAIN_GPUS,
     params:
         run_json=run_json,
-        jobs_per_gpu=CONFIG["jobs_per_gpu"],
     script:
         "../scripts/train.py"

@@ -1,14 +1,22 @@
-"""Snakemake script of rule train: one resolved run config -> one netCDF file."""
+"""Snakemake script of rule train: one resolved run config -> one netCDF file.
+
+A job stopped by a signal saves its resume state and fails (lrdynamics.train.Interrupted),
+so Snakemake's retries (or a rerun) continue it.
+"""
 
 import json
 
+from lrdynamics.config import engine_settings
 from lrdynamics.logs import setup_logging
 from lrdynamics.train import train
 
 setup_logging(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
+settings = engine_settings(snakemake.config)  # noqa: F821
 train(
     json.loads(snakemake.params.run_json),  # noqa: F821
     snakemake.output[0],  # noqa: F821
     threads=snakemake.threads,  # noqa: F821
-    jobs_per_gpu=snakemake.params.jobs_per_gpu,  # noqa: F821
+    jobs_per_gpu=settings["jobs_per_gpu"],
+    checkpoint_every_updates=settings["checkpoint"]["every_updates"],
+    checkpoint_every_seconds=settings["checkpoint"]["every_seconds"],
 )
