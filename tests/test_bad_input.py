@@ -6,6 +6,7 @@ starts, when Snakemake loads the config); this is the table of bad files and fol
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,20 @@ def test_command_line_rejects_a_run_config_that_is_not_one(tmp_path):
             cwd=REPO,
         )
         assert proc.returncode == 2 and expected in proc.stderr and str(bad) in proc.stderr
+
+
+def test_command_line_fills_run_keys_added_after_the_file_was_written(synth_data_dir, tmp_path):
+    run = next(iter(resolve(tiny_config(synth_data_dir, training={"epochs": 1}))["runs"]["tiny"].values()))
+    for key in ("tf32", "autocast", "channels_last"):  # keys newer than some run files
+        del run["training"][key]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(run))
+    proc = subprocess.run(
+        [sys.executable, "-m", "lrdynamics.train", str(path), str(tmp_path / "o.nc"), "--threads", "1"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with xr.open_dataset(tmp_path / "o.nc") as ds:
+        assert ds.attrs["status"] == "completed"

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from lrdynamics.augment import random_crop, random_flip
 from lrdynamics.checkpoint import config_fingerprint, load_state, remove_state, resume_path, save_state
-from lrdynamics.config import run_config_json
+from lrdynamics.config import deep_merge, run_config_json, schema_defaults
 from lrdynamics.data import load_prepared
 from lrdynamics.devices import gpu_slot, resolve_device, set_float32_precision, use_channels_last
 from lrdynamics.gradient_noise import (
@@ -624,6 +624,8 @@ def main(argv=None) -> int:
             f"run config {args.run_config}: not a resolved run config (missing {', '.join(missing)}); "
             "use the config_json attribute of a run file"
         )
+    # The config_json of a run file written before a key existed lacks it: the default is used.
+    run = deep_merge(schema_defaults({"$ref": "#/$defs/run"}), run)
     try:
         train(run, args.out, args.threads, None, args.checkpoint_every_updates, args.checkpoint_every_seconds)
     except Interrupted as stop:
