@@ -12,13 +12,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import os
 import pickle
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from lrdynamics.files import atomic_path
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = {
@@ -226,9 +227,8 @@ def checksum(images: torch.Tensor, labels: torch.Tensor) -> str:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def prepare_dataset(spec: dict, data_dir, out_dir) -> dict:

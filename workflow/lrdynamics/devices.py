@@ -122,8 +122,7 @@ def gpu_slot(device_name: str, jobs_per_gpu: int | None):
     if device.type != "cuda" or device.index is not None or not jobs_per_gpu or "SLURM_JOB_ID" in os.environ:
         yield device
         return
-    claimed = claim_slot(torch.cuda.device_count(), jobs_per_gpu, slot_folder())
-    gpu, lock = claimed
+    gpu, lock = claim_slot(torch.cuda.device_count(), jobs_per_gpu, slot_folder())  # waits, no timeout
     try:
         torch.cuda.set_device(gpu)
         log.info("GPU slot claimed: cuda:%d (at most %d job(s) per GPU)", gpu, jobs_per_gpu)

@@ -123,7 +123,7 @@ def lsr_analysis(experiments: dict[str, list[xr.Dataset]], late_fraction: float 
         "gradient_noise": ("N = tr Sigma_1, per-example gradient noise", "1"),
         "critical_batch_size": ("B* = (C^2-1) N/G", "1"),
         "final_test_accuracy": ("test accuracy at the end of training (NaN: diverged)", "1"),
-        "diverged": ("the run's loss became non-finite", "1"),
+        "diverged": ("the run's loss or weights became non-finite", "1"),
         "learning_rate": ("initial learning rate (LSR: proportional to the batch size)", "1"),
         "late_critical_batch_size": (f"median B* over the last {late_fraction:.0%} of training", "1"),
         "predicted_critical_batch_size": ("median over batch sizes of late_critical_batch_size", "1"),

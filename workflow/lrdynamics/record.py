@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import xarray as xr
 
 import lrdynamics
 from lrdynamics.config import format_value
+from lrdynamics.files import atomic_path
 from lrdynamics.schedules import base_wd
 
 # name: (long_name, units, dims); every variable a run writes is declared here.
@@ -171,17 +171,9 @@ def run_dataset(
 
 def write_atomic(ds: xr.Dataset, path) -> None:
     """Write with zlib compression to a temporary name, then rename (never half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     encoding = {v: {"zlib": True, "complevel": 4} for v in ds.data_vars}
-    try:
+    with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
-        with open(tmp, "rb") as f:  # on disk before the rename makes it visible
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def check_contract(ds: xr.Dataset) -> list[str]:

@@ -451,8 +451,7 @@ class Training:
             self.start_updates()
             elapsed_before = 0.0
         else:
-            self.start_updates()
-            first = self.load_state_dict(state)
+            first = self.load_state_dict(state)  # the accumulators come from the state
             elapsed_before = state["elapsed_s"]
             log.info("resumed at update %d/%d (%.0f s of training before)", first, self.n_updates, elapsed_before)
         start = last_log = time.perf_counter() - elapsed_before
