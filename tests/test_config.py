@@ -73,7 +73,14 @@ def test_schema_gives_description_and_default_to_optional_keys():
             if (section, key) != ("model", "name"):
                 assert "default" in spec, f"{section}.{key}"
     defaults = schema_defaults({"$ref": "#/$defs/run"})
-    assert defaults["optimizer"] == {"name": "sgd", "momentum": 0.0, "svag": 1}
+    assert defaults["optimizer"] == {
+        "name": "sgd",
+        "momentum": 0.0,
+        "svag": 1,
+        "beta1": None,
+        "beta2": 0.999,
+        "eps": 1e-8,
+    }
 
 
 def _with(config, path, value):
@@ -124,7 +131,7 @@ BAD_CONFIGS = [
     (
         "unknown model",
         _with(BASE, ["run_defaults", "model", "name"], "resnet9000"),
-        ["model.name", "resnet9000", "mlp, cnn4, preresnet32, vgg16"],
+        ["model.name", "resnet9000", "mlp, cnn4, preresnet32, resnet56, vgg16"],
     ),
     ("unknown norm", _with(BASE, ["run_defaults", "model", "norm"], "batchnorm"), ["model.norm", "bn, gn, ln, none"]),
     (

@@ -33,6 +33,7 @@ SCALE_INVARIANT = [
     ("cnn4", (1, 28, 28), {"width": 8, "norm": "gn", "groups": 4}),
     ("preresnet32", (3, 16, 16), {}),
     ("preresnet32", (3, 16, 16), {"norm": "gn", "groups": 8}),
+    ("resnet56", (3, 16, 16), {"width_multiplier": 0.5}),
     ("vgg16", (3, 32, 32), {}),
 ]
 
@@ -100,6 +101,20 @@ def test_preresnet32_layout_and_width_multiplier():
     assert wide.classifier.in_features == 256
     n_params = sum(p.numel() for p in weight_layers(model).values())
     assert 0.4e6 < n_params < 0.5e6  # PreResNet32 has ~0.46M weights
+
+
+def test_resnet56_layout():
+    model = model_of("resnet56", (3, 32, 32), dtype=torch.float32)
+    # depth 56 = first conv + 27 blocks x 2 convs + the classifier; option-A shortcuts have no conv
+    assert _count(model, nn.Conv2d, (3, 3)) == 55
+    assert _count(model, nn.Conv2d, (1, 1)) == 0
+    assert _count(model, nn.BatchNorm2d) == 55
+    assert _count(model, nn.Linear) == 1 and not model.classifier.weight.requires_grad
+    convs = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert convs[0] == 16 and convs[19:21] == [32, 32] and convs[-1] == 64
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    n_params = sum(p.numel() for p in weight_layers(model).values())
+    assert 0.84e6 < n_params < 0.86e6  # ResNet-56 has ~0.85M parameters
 
 
 def test_weight_layers_are_the_trainable_weight_tensors():

@@ -20,7 +20,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from lrdynamics.schedules import alpha_root, base_wd, milestone_steps, steps_per_epoch, total_steps
+from lrdynamics.adaptive import DEFAULT_BETA1, is_adaptive, sqrt_scaling_rule
+from lrdynamics.schedules import alpha_root, base_wd, milestone_steps, steps_per_epoch, to_steps, total_steps
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
@@ -187,7 +188,7 @@ def channel_counts(model: dict) -> list[int]:
         return [model["width"]]
     if name == "cnn4":
         return [model["width"], 2 * model["width"], 4 * model["width"]]
-    if name == "preresnet32":
+    if name in ("preresnet32", "resnet56"):
         return [16 * m, 32 * m, 64 * m]
     if name == "vgg16":
         return [64 * m, 128 * m, 256 * m, 512 * m]
@@ -204,7 +205,7 @@ def _check_run(run: dict, config: dict, where: str) -> None:
             f"allowed values: {', '.join(datasets)}"
         )
     if "name" not in run["model"]:
-        problems.append(f"{where}.model.name: missing; allowed values: mlp, cnn4, preresnet32, vgg16")
+        problems.append(f"{where}.model.name: missing; allowed values: mlp, cnn4, preresnet32, resnet56, vgg16")
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
 
@@ -250,6 +251,7 @@ def _check_run(run: dict, config: dict, where: str) -> None:
             f"{where}.optimizer.svag: {run['optimizer']['svag']} needs optimizer.momentum: 0 "
             f"(SVAG simulates the SDE of plain SGD), got momentum {run['optimizer']['momentum']}"
         )
+    problems += _check_optimizer(run, n_steps, spe, where)
     if sched["name"] == "exponential" or sched["wd_as_exp_lr"]:
         try:
             alpha_root(sched["lr"], base_wd(sched, run["optimizer"]["momentum"]), run["optimizer"]["momentum"])
@@ -259,13 +261,58 @@ def _check_run(run: dict, config: dict, where: str) -> None:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
 
 
+def _check_optimizer(run: dict, n_steps: int, steps_in_epoch: int, where: str) -> list[str]:
+    """What an optimizer, its scaling rule and a warm-up rule out."""
+    opt, sched, problems = run["optimizer"], run["schedule"], []
+    if is_adaptive(opt):
+        name = opt["name"]
+        if opt["momentum"] != 0:
+            problems.append(f"{where}.optimizer.momentum: {name} takes no momentum (its first moment is beta1)")
+        if name == "rmsprop" and opt.get("reference_beta1", opt["beta1"]) != 0:
+            problems.append(f"{where}.optimizer.beta1: rmsprop is Adam with beta1 = 0; got {opt['beta1']}")
+        if sched["name"] == "exponential" or sched["wd_as_exp_lr"]:
+            problems.append(
+                f"{where}.schedule: the exponential LR and wd_as_exp_lr are identities of SGD; not with {name}"
+            )
+    if sched["warmup"]:
+        if sched["name"] == "exponential":
+            problems.append(f"{where}.schedule.warmup: not with the exponential schedule (its LR is the Exp LR)")
+        if to_steps(sched["warmup"], sched["unit"], steps_in_epoch) >= n_steps:
+            problems.append(f"{where}.schedule.warmup: {sched['warmup']} {sched['unit']}(s) is the whole run or more")
+    if sched["scaling_rule"] != "none" and sched["unit"] == "step" and (sched["milestones"] or sched["warmup"]):
+        problems.append(
+            f"{where}.schedule.unit: a scaling_rule keeps the number of epochs, so milestones and warm-up "
+            "must be in epochs (unit: epoch)"
+        )
+    return problems
+
+
+def resolve_optimizer(run: dict) -> None:
+    """Fill beta1 where null (adam 0.9, rmsprop 0; none for sgd)."""
+    opt = run["optimizer"]
+    if opt["beta1"] is None and is_adaptive(opt):
+        opt["beta1"] = DEFAULT_BETA1[opt["name"]]
+
+
 def apply_scaling_rule(run: dict) -> None:
     """Resolve schedule.scaling_rule: schedule.lr becomes the LR of this batch size and the
-    configured one is kept as schedule.reference_lr (so the rule is applied exactly once)."""
-    sched, batch = run["schedule"], run["training"]["batch_size"]
+    configured one is kept as schedule.reference_lr (so the rule is applied exactly once).
+
+    For adam/rmsprop the sqrt rule is the full square-root rule (``adaptive.sqrt_scaling_rule``):
+    the betas and eps change too, the configured ones kept as optimizer.reference_*.
+    Raises ValueError when a scaled beta leaves [0, 1).
+    """
+    sched, opt, batch = run["schedule"], run["optimizer"], run["training"]["batch_size"]
     ratio = batch / sched["reference_batch_size"]
-    factor = {"none": 1.0, "linear": ratio, "sqrt": ratio**0.5}[sched["scaling_rule"]]
     sched["reference_lr"] = sched["lr"]
+    if sched["scaling_rule"] == "sqrt" and is_adaptive(opt):
+        scaled = sqrt_scaling_rule(sched["lr"], opt["beta1"], opt["beta2"], opt["eps"], ratio)
+        for key in ("beta1", "beta2", "eps"):
+            opt[f"reference_{key}"] = opt[key]
+            opt[key] = scaled[key]
+        sched["lr"] = scaled["lr"]
+        return
+    factor = {"none": 1.0, "linear": ratio, "sqrt": ratio**0.5}[sched["scaling_rule"]]
     sched["lr"] = sched["lr"] * factor
 
 
@@ -295,7 +342,11 @@ def experiment_runs(config: dict, name: str) -> dict[str, dict]:
         validate(run, {"$ref": "#/$defs/run"}, prefix=where)
         if run["model"].get("width") is None and run["model"].get("name") in DEFAULT_WIDTH:
             run["model"]["width"] = DEFAULT_WIDTH[run["model"]["name"]]
-        apply_scaling_rule(run)
+        resolve_optimizer(run)
+        try:
+            apply_scaling_rule(run)
+        except ValueError as err:
+            raise ConfigError(f"invalid configuration:\n  - {where}.schedule.scaling_rule: {err}") from None
         _check_run(run, config, where)
         if run_name in runs:
             raise ConfigError(f"experiments.{name}.grid: two grid points give the run name {run_name!r}")
@@ -357,6 +408,9 @@ def load_config(config: dict) -> dict:
                 f"invalid configuration:\n  - experiments.{name} (read by figures.svag_convergence): "
                 "its grid must give optimizer.svag at least two values"
             )
+    for fig in ("adaptive_sqrt_scaling", "adaptive_svag"):
+        if fig in full["figures"]:
+            _check_adaptive_experiment(full, fig, full["figures"][fig]["experiment"])
     for fig in ("lsr_validity", "noise_signal"):
         for name in figure_experiments(full["figures"].get(fig, {})):
             runs = full["runs"][name].values()
@@ -390,6 +444,24 @@ def _check_equivalence_experiment(config: dict, figure: str, name: str) -> None:
     # Reduced precision would swamp the float32 chaos floor the equivalence is measured against.
     if any(run["training"]["autocast"] or run["training"]["tf32"] for run in config["runs"][name].values()):
         problems.append("training.autocast must be null and training.tf32 false (exactness needs float32)")
+    if problems:
+        raise ConfigError(
+            f"invalid configuration:\n  - experiments.{name} (read by figures.{figure}): " + "; ".join(problems)
+        )
+
+
+def _check_adaptive_experiment(config: dict, figure: str, name: str) -> None:
+    runs = list(config["runs"][name].values())
+    problems = []
+    if any(not is_adaptive(run["optimizer"]) for run in runs):
+        problems.append("every run must use optimizer adam or rmsprop")
+    if figure == "adaptive_svag" and len({run["optimizer"]["svag"] for run in runs}) < 2:
+        problems.append("its grid must give optimizer.svag at least two values")
+    if figure == "adaptive_sqrt_scaling":
+        grid = config["experiments"][name].get("grid", {})
+        missing = [k for k in ("training.batch_size", "schedule.scaling_rule") if k not in grid]
+        if missing:
+            problems.append(f"its grid must be over {' and '.join(missing)}")
     if problems:
         raise ConfigError(
             f"invalid configuration:\n  - experiments.{name} (read by figures.{figure}): " + "; ".join(problems)

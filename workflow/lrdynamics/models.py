@@ -22,7 +22,7 @@ from torch import nn
 
 from lrdynamics.config import DEFAULT_WIDTH
 
-MODEL_NAMES = ("mlp", "cnn4", "preresnet32", "vgg16")
+MODEL_NAMES = ("mlp", "cnn4", "preresnet32", "resnet56", "vgg16")
 VGG16_CHANNELS = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 
 
@@ -136,6 +136,53 @@ def preresnet32(in_shape, n_classes, width_multiplier=1, norm="bn", groups=8, no
     return ClassifierNet(nn.Sequential(*layers), c_in, n_classes, norm, freeze_last_layer)
 
 
+class BasicBlock(nn.Module):
+    """Post-activation basic block of the CIFAR ResNets (He et al. 2016):
+    relu(norm(conv(relu(norm(conv(x))))) + shortcut(x)), shortcut "option A": the
+    identity, subsampled and zero-padded in channels where the shape changes (no weights)."""
+
+    def __init__(self, c_in, c_out, stride, norm, groups, eps):
+        super().__init__()
+        bias = norm == "none"
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=bias)
+        self.norm1 = make_norm(norm, c_out, True, groups, eps)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=bias)
+        self.norm2 = make_norm(norm, c_out, True, groups, eps)
+        self.stride, self.pad = stride, c_out - c_in
+
+    def forward(self, x):
+        out = torch.relu(self.norm1(self.conv1(x)))
+        out = self.norm2(self.conv2(out))
+        short = x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
+        if self.pad:
+            short = nn.functional.pad(short, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        return torch.relu(out + short)
+
+
+def resnet56(in_shape, n_classes, width_multiplier=1, norm="bn", groups=8, norm_eps=1e-30, freeze_last_layer=True):
+    """ResNet-56 for CIFAR (He et al. 2016), as in the adaptive-SDE paper's code.
+
+    conv3x3(16k) -> norm -> relu -> 3 stages x 9 basic blocks (16k, 32k, 64k channels,
+    strides 1, 2, 2; option-A shortcuts) -> global average pool -> linear. Normalization
+    has no affine parameters, like every net here; with the last layer frozen the net is
+    scale-invariant (every conv feeds a normalization, the shortcuts carry no weights).
+    """
+    bias = norm == "none"
+    widths, strides, n_blocks = [round(c * width_multiplier) for c in (16, 32, 64)], [1, 2, 2], 9  # 56 = 6*9 + 2
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_shape[0], widths[0], 3, padding=1, bias=bias),
+        make_norm(norm, widths[0], True, groups, norm_eps),
+        nn.ReLU(),
+    ]
+    c_in = widths[0]
+    for width, stride in zip(widths, strides):
+        for b in range(n_blocks):
+            layers.append(BasicBlock(c_in, width, stride if b == 0 else 1, norm, groups, norm_eps))
+            c_in = width
+    layers.append(nn.AdaptiveAvgPool2d(1))
+    return ClassifierNet(nn.Sequential(*layers), c_in, n_classes, norm, freeze_last_layer)
+
+
 def vgg16(in_shape, n_classes, width_multiplier=1, norm="bn", groups=8, norm_eps=1e-30, freeze_last_layer=True):
     """VGG16 (configuration D: 13 3x3 convs in 5 stages) with the CIFAR-style classifier.
 
@@ -175,6 +222,8 @@ def build_model(spec: dict, in_shape, n_classes: int) -> ClassifierNet:
         return cnn4(in_shape, n_classes, width=width, **common)
     if name == "preresnet32":
         return preresnet32(in_shape, n_classes, width_multiplier=spec["width_multiplier"], **common)
+    if name == "resnet56":
+        return resnet56(in_shape, n_classes, width_multiplier=spec["width_multiplier"], **common)
     if name == "vgg16":
         return vgg16(in_shape, n_classes, width_multiplier=spec["width_multiplier"], **common)
     raise ValueError(f"unknown model {name!r}; allowed: {', '.join(MODEL_NAMES)}")

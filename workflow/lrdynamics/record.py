@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 
 import lrdynamics
+from lrdynamics.adaptive import updates_per_step
 from lrdynamics.config import format_value
 from lrdynamics.files import atomic_path
 from lrdynamics.schedules import base_wd
@@ -104,7 +105,7 @@ def run_dataset(
     names of NOISE_VARIABLES to a list per gradient-noise measurement (empty: none made).
     """
     steps = np.asarray(records["step"], dtype=np.int64)
-    svag = run["optimizer"].get("svag", 1)
+    per_step = updates_per_step(run["optimizer"])
     data_vars = {}
     for name, (long_name, units, dims) in VARIABLES.items():
         values = np.asarray(records[name], dtype=np.float64).reshape(
@@ -124,9 +125,12 @@ def run_dataset(
         "step": (
             "step",
             steps,
-            {"long_name": "effective steps: updates done / l (SVAG), updates done (SGD)", "units": "1"},
+            {
+                "long_name": "effective steps: updates done / l (SVAG), / l^2 (adaptive SVAG), updates done",
+                "units": "1",
+            },
         ),
-        "updates_done": ("step", steps * svag, {"long_name": "optimizer updates done", "units": "1"}),
+        "updates_done": ("step", steps * per_step, {"long_name": "optimizer updates done", "units": "1"}),
         "epoch": (
             "step",
             np.asarray(records["epoch"], dtype=np.float64),
@@ -163,6 +167,9 @@ def run_dataset(
         ds.attrs[attr] = run[section][key]
     # the weight decay actually used (derived from schedule.intrinsic_lr when that is set)
     ds.attrs["wd0"] = base_wd(run["schedule"], run["optimizer"]["momentum"])
+    ds.attrs["updates_per_step"] = per_step
+    if run["optimizer"]["name"] != "sgd":  # the values in force (after any scaling rule)
+        ds.attrs.update({k: run["optimizer"][k] for k in ("beta1", "beta2", "eps")})
     ds.attrs.update(attrs)
     if ds.attrs.get("status") not in STATUSES:
         raise ValueError(f"status attribute must be one of {STATUSES}")

@@ -126,7 +126,28 @@ def base_wd(spec: dict, momentum: float) -> float:
     return float(spec["wd"])
 
 
-def build_schedule(spec: dict, steps_in_epoch: int, n_steps: int, momentum: float = 0.0, svag: int = 1) -> Schedule:
+def warmup_factor(spec: dict, steps_in_epoch: int, t: np.ndarray) -> np.ndarray:
+    """The LR multiplier of the exponential warm-up at (effective) time ``t``.
+
+    ``start**(1 - t/T)`` for t < T (T = ``warmup`` in ``unit``s), then 1: a geometric
+    ramp from ``warmup_start`` times the LR, per step (the adaptive-SDE code ramps the
+    same curve per epoch).
+    """
+    length = spec.get("warmup", 0) or 0
+    if not length:
+        return np.ones(len(t))
+    n = max(1, to_steps(length, spec["unit"], steps_in_epoch))
+    return np.where(t < n, float(spec["warmup_start"]) ** (1.0 - t / n), 1.0)
+
+
+def build_schedule(
+    spec: dict,
+    steps_in_epoch: int,
+    n_steps: int,
+    momentum: float = 0.0,
+    svag: int = 1,
+    updates_per_step: int | None = None,
+) -> Schedule:
     """The schedule described by a resolved ``schedule`` config entry.
 
     constant: lr, wd. step: the decay (``factor`` at each milestone) on ``decay_target``.
@@ -139,16 +160,19 @@ def build_schedule(spec: dict, steps_in_epoch: int, n_steps: int, momentum: floa
     updates with LR lr/l, every boundary (milestone, cosine period) at l times its step, so
     update ``s`` happens at effective time ``s/l`` (``steps_in_epoch``/``n_steps`` stay the
     effective ones). The Exp LR of SVAG is that of (lr/l, wd), which grows as much per
-    effective step as the plain one.
+    effective step as the plain one. ``updates_per_step`` (default l) is l^2 for adaptive
+    SVAG: l^2 updates per effective step, still with LR lr/l (``lrdynamics.adaptive``).
+    ``warmup`` multiplies the LR by ``warmup_factor`` (not with the exponential schedule).
     """
     name = spec["name"]
     if name not in SCHEDULE_NAMES:
         raise ValueError(f"unknown schedule name {name!r}; allowed: {', '.join(SCHEDULE_NAMES)}")
     if svag < 1 or int(svag) != svag:
         raise ValueError(f"the SVAG parameter l must be an integer >= 1, got {svag!r}")
-    n_updates = n_steps * svag
+    m = svag if updates_per_step is None else updates_per_step
+    n_updates = n_steps * m
     s = np.arange(n_updates)
-    t = s / svag  # effective time of each update
+    t = s / m  # effective time of each update
     lr = np.full(n_updates, float(spec["lr"]) / svag)
     wd = np.full(n_updates, base_wd(spec, momentum))
     if name == "exponential":
@@ -166,6 +190,7 @@ def build_schedule(spec: dict, steps_in_epoch: int, n_steps: int, momentum: floa
         wd = wd * shape
     else:
         lr = lr * shape
+    lr = lr * warmup_factor(spec, steps_in_epoch, t)
     if spec.get("wd_as_exp_lr"):
         return exponential_counterpart(lr, wd, momentum)
     return Schedule(lr, wd)

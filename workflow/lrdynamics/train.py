@@ -1,7 +1,8 @@
 """The training engine: one resolved run config in, one netCDF file out.
 
 SGD with PyTorch semantics (``torch.optim.SGD``: coupled weight decay, momentum buffer
-without the LR), LR and WD set per step from a precomputed schedule. The dataset lives
+without the LR), or Adam/RMSprop (``torch.optim.Adam``, coupled weight decay; RMSprop is
+beta1 = 0), LR and WD set per step from a precomputed schedule. The dataset lives
 on the device as one normalized tensor (padded once when cropping); each epoch draws a
 ``randperm`` on the device and slices batches; crop and flip act on whole batches. No
 per-sample Python, no DataLoader.
@@ -27,6 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from lrdynamics.adaptive import adaptive_svag_hyperparameters, is_adaptive, updates_per_step
 from lrdynamics.augment import random_crop, random_flip
 from lrdynamics.checkpoint import config_fingerprint, load_state, remove_state, resume_path, save_state
 from lrdynamics.config import deep_merge, run_config_json, schema_defaults
@@ -108,6 +110,17 @@ def evaluate(model, images, labels, batch_size: int) -> tuple[float, float]:
     return loss, float((out.argmax(1) == labels).sum()) / len(labels)
 
 
+def build_optimizer(params, optimizer: dict, lr: float) -> torch.optim.Optimizer:
+    """torch.optim.SGD, or torch.optim.Adam for adam/rmsprop with adaptive SVAG's betas and
+    eps for l = optimizer.svag (LR and WD are set per update from the schedule)."""
+    if is_adaptive(optimizer):
+        h = adaptive_svag_hyperparameters(
+            lr, optimizer["beta1"], optimizer["beta2"], optimizer["eps"], optimizer["svag"]
+        )
+        return torch.optim.Adam(params, lr=lr, betas=(h["beta1"], h["beta2"]), eps=h["eps"])
+    return torch.optim.SGD(params, lr=lr, momentum=optimizer["momentum"])
+
+
 def cadence_steps(every: float, unit: str, steps_in_epoch: int, n_steps: int) -> list[int]:
     """Effective steps at which something is measured: 0, every k, the end."""
     k = max(1, to_steps(every, unit, steps_in_epoch))
@@ -174,13 +187,17 @@ class Training:
         self.model.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
         self.train.channels_last = self.test.channels_last = self.channels_last
         self.layers = weight_layers(self.model)
-        # Steps and epochs are effective ones (updates / l under SVAG, l = 1 otherwise).
+        # Steps and epochs are effective ones: updates / m, with m = l under SGD's SVAG,
+        # l^2 under adaptive SVAG, 1 otherwise.
         self.steps_in_epoch = steps_per_epoch(self.train.n, tr["batch_size"], tr["drop_last"])
         self.n_steps = total_steps(tr["epochs"], self.steps_in_epoch)
         self.svag = run["optimizer"].get("svag", 1)
-        self.n_updates = self.n_steps * self.svag
+        self.updates_per_step = updates_per_step(run["optimizer"])
+        self.n_updates = self.n_steps * self.updates_per_step
         self.momentum = run["optimizer"]["momentum"]
-        self.schedule = build_schedule(run["schedule"], self.steps_in_epoch, self.n_steps, self.momentum, self.svag)
+        self.schedule = build_schedule(
+            run["schedule"], self.steps_in_epoch, self.n_steps, self.momentum, self.svag, self.updates_per_step
+        )
         self.eval_steps = evaluation_steps(run, self.steps_in_epoch, self.n_steps)
         # Data order and augmentation: one generator per stream, seeded from the run's seed.
         crop, flip = tr["crop_padding"] > 0, tr["flip"]
@@ -199,7 +216,7 @@ class Training:
             self.noise_generator.manual_seed(tr["seed"] + 3_000_017)
             self.noise_num = noise_batches(tr["batch_size"], gn["batches"])
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.SGD(trainable, lr=float(self.schedule.lr[0]), momentum=self.momentum)
+        self.optimizer = build_optimizer(trainable, run["optimizer"], float(self.schedule.lr[0]))
         if self.schedule.buffer_init is not None:
             # The exact exponential counterpart starts its momentum buffer at kappa * w0.
             for p in trainable:
@@ -225,7 +242,7 @@ class Training:
         floating point, so the rescaled run is the same run, bit for bit in practice.
         """
         limit = self.run["training"]["rescale_log2"]
-        if limit is None or not self.model.scale_invariant:
+        if limit is None or not self.model.scale_invariant or is_adaptive(self.run["optimizer"]):
             return
         ratio = math.log2(self._stored_norm() / self.initial_norm)
         if abs(ratio) <= limit:
@@ -265,7 +282,7 @@ class Training:
         self, step: int, window_loss: float, before: dict | None, grad_norm: float, window_angle: float = math.nan
     ) -> None:
         r, ev = self.records, self.run["evaluation"]
-        t = min(step * self.svag, self.n_updates - 1)  # the update in force at this effective step
+        t = min(step * self.updates_per_step, self.n_updates - 1)  # the update in force at this effective step
         lr, wd = float(self.schedule.lr[t]), float(self.schedule.wd[t])
         r["step"].append(step)
         r["epoch"].append(step / self.steps_in_epoch)
@@ -364,7 +381,8 @@ class Training:
                 x, y = self.streams[0].next()
                 loss = F.cross_entropy(self.model(x), y)
             else:
-                loss = svag_loss(self.model, *self.streams[0].next(), *self.streams[1].next(), self.svag)
+                # coefficients of l (SGD) or l^2 (adaptive): the noise per update is m times SGD's
+                loss = svag_loss(self.model, *self.streams[0].next(), *self.streams[1].next(), self.updates_per_step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for group in self.optimizer.param_groups:
@@ -439,7 +457,7 @@ class Training:
         (when to save the resume state, and a stop request from a signal).
         """
         tr = self.run["training"]
-        l = self.svag
+        l = self.updates_per_step
         eval_set, noise_set = set(self.eval_steps), set(self.noise_steps)
         status = {"status": "completed", "diverged_step": -1, "diverged_update": -1}
         self.model.train()
@@ -582,9 +600,10 @@ def _train(run: dict, out_path, threads, device, every_updates, every_seconds):
     state_path = resume_path(out_path)
     state = load_state(state_path, config_fingerprint(run_config_json(run)), training.device)
     log.info(
-        "run %s/%s: %s on %s, %d updates (%d effective steps, %d per epoch, SVAG l=%d), %d evaluations, device %s",
-        run["experiment"], run["run"], run["model"]["name"], run["dataset"], training.n_updates, training.n_steps,
-        training.steps_in_epoch, training.svag, len(training.eval_steps), training.device,
+        "run %s/%s: %s, %s on %s, %d updates (%d effective steps, %d per epoch, SVAG l=%d), %d evaluations, device %s",
+        run["experiment"], run["run"], run["optimizer"]["name"], run["model"]["name"], run["dataset"],
+        training.n_updates, training.n_steps, training.steps_in_epoch, training.svag, len(training.eval_steps),
+        training.device,
     )  # fmt: skip
     with Checkpointing(state_path, every_updates, every_seconds) as checkpoint:
         status = training.fit(state, checkpoint)
