@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import resolve, tiny_config
 
+from conftest import resolve, tiny_config
 from lrdynamics.adaptive import adaptive_svag_hyperparameters, scaled_beta, sqrt_scaling_rule, updates_per_step
 from lrdynamics.config import ConfigError
 from lrdynamics.schedules import build_schedule
