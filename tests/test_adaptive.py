@@ -269,3 +269,45 @@ def test_adaptive_figures_check_their_experiments(synth_data_dir):
     config["figures"] = {"adaptive_sqrt_scaling": {"experiment": "tiny"}}
     with pytest.raises(ConfigError, match="training.batch_size and schedule.scaling_rule"):
         resolve(config)
+
+
+# --- the analysis ------------------------------------------------------------------------
+
+
+def test_adaptive_analysis_of_real_runs(synth_data_dir, tmp_path):
+    from lrdynamics.adaptive import adaptive_analysis
+    from lrdynamics.train import train
+
+    scaling = adaptive_runs(
+        synth_data_dir,
+        schedule={"name": "constant", "lr": 1e-3, "reference_batch_size": 25},
+        gradient_noise={"every": 1, "batches": 4},
+        grid={"schedule.scaling_rule": ["none", "sqrt"], "training.batch_size": [25, 100]},
+    )
+    svag = adaptive_runs(synth_data_dir, {**ADAM, "name": "rmsprop"}, grid={"optimizer.svag": [1, 2]})
+    scaling_ds = {name: train(run, tmp_path / f"s-{name}.nc", threads=1) for name, run in scaling.items()}
+    svag_ds = [train(run, tmp_path / f"v-{name}.nc", threads=1) for name, run in svag.items()]
+    out = adaptive_analysis(list(scaling_ds.values()), svag_ds)
+    assert dict(out.final_test_accuracy.sizes) == {"optimizer": 2, "scaling_rule": 2, "kappa": 2}  # outer join
+    assert list(out.kappa.values) == [1.0, 4.0] and list(out.optimizer.values) == ["adam", "rmsprop"]
+    for (rule, batch), ds in zip([(r, b) for r in ("none", "sqrt") for b in (25, 100)], scaling_ds.values()):
+        cell = out.sel(optimizer="adam", scaling_rule=rule, kappa=batch / 25)
+        assert float(cell.final_test_accuracy) == float(ds.test_accuracy.isel(step=-1).squeeze())
+        snr = (ds.gradient_signal / ds.batch_gradient_noise).squeeze().values
+        np.testing.assert_allclose(cell.signal_to_noise.dropna("noise_evaluation").values, snr)
+        assert float(cell.learning_rate) == pytest.approx(1e-3 * (2.0 if rule == "sqrt" and batch == 100 else 1.0))
+    finals = out.final_test_accuracy.sel(optimizer="adam")
+    np.testing.assert_allclose(
+        out.final_test_accuracy_spread.sel(optimizer="adam"), finals.max("kappa") - finals.min("kappa")
+    )
+    assert (out.test_accuracy_curve_distance.sel(optimizer="adam", kappa=1.0) == 0).all()
+    # the SVAG part: l = 1, 2 of RMSprop on the shared effective-step axis
+    assert list(out.l.values) == [1, 2]
+    assert out.svag_test_accuracy.sel(optimizer="rmsprop").notnull().all()
+    assert float(out.svag_test_accuracy_distance.sel(optimizer="rmsprop", l=2)) == 0.0
+    # a diverged run keeps its status: NaN final accuracy, named in the attributes
+    bad = scaling_ds["scaling_rule=sqrt_batch_size=100"].copy()
+    bad.attrs.update(status="diverged", diverged_step=3)
+    out = adaptive_analysis([*list(scaling_ds.values())[:3], bad], [])
+    assert np.isnan(float(out.final_test_accuracy.sel(optimizer="adam", scaling_rule="sqrt", kappa=4.0)))
+    assert "scaling_rule=sqrt_batch_size=100" in out.attrs["scaling_diverged_runs"]

@@ -461,3 +461,91 @@ def plot_noise_signal(lsr: xr.Dataset, titles: dict[str, str], png, pdf=None) ->
         row[2].legend(fontsize=7, ncol=2)
     fig.suptitle("Gradient signal and noise during training (negative estimates of G not drawn)", fontsize=11)
     _save(fig, png, pdf)
+
+
+RULE_ORDER = ("none", "linear", "sqrt")
+RULE_TEXT = {
+    "none": "no scaling (same hyperparameters)",
+    "linear": "linear rule (lr x kappa)",
+    "sqrt": "square-root rule (lr x sqrt(kappa), 1-beta x kappa, eps / sqrt(kappa))",
+}
+
+
+def plot_adaptive_sqrt_scaling(adaptive: xr.Dataset, png, pdf=None, title: str = "") -> None:
+    """Test accuracy against epochs, a line per kappa, a panel per (optimizer, rule); and
+    the final test accuracy against kappa per rule, whose spread the rules are judged by."""
+    rules = [r for r in RULE_ORDER if r in adaptive.scaling_rule.values]
+    opts = list(adaptive.optimizer.values)
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(
+        len(opts), len(rules) + 1, figsize=(5.2 * (len(rules) + 1), 4.2 * len(opts)), constrained_layout=True,
+        squeeze=False,
+    )  # fmt: skip
+    kappas = adaptive.kappa.values
+    colors = sns.color_palette("viridis", n_colors=len(kappas))
+    for row, opt in zip(axes, opts):
+        for ax, rule in zip(row, rules):
+            d = adaptive.sel(optimizer=opt, scaling_rule=rule)
+            for color, kappa in zip(colors, kappas):
+                e = d.sel(kappa=kappa)
+                if not np.isfinite(e.test_accuracy).any():
+                    continue
+                label = f"kappa={kappa:g} (lr {float(e.learning_rate):.2g})"
+                if int(e.completed_seeds) == 0:
+                    label += ", diverged"
+                ax.plot(e.epoch, e.test_accuracy, color=color, label=label)
+            spread, dist = float(d.final_test_accuracy_spread), float(d.mean_test_accuracy_curve_distance)
+            ax.set_title(f"{opt}, {RULE_TEXT[rule].split(' (')[0]}\nspread of final test acc over kappa: {spread:.4f}; "
+                         f"curve distance from kappa={kappas[0]:g}: {dist:.4f}", fontsize=9)  # fmt: skip
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("test accuracy")
+            ax.legend(fontsize=7)
+        ax = row[-1]
+        for rule, marker in zip(rules, "osD"):
+            d = adaptive.sel(optimizer=opt, scaling_rule=rule)
+            ax.plot(kappas, d.final_test_accuracy, marker=marker, label=rule)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("kappa = batch size / reference batch size")
+        ax.set_ylabel("final test accuracy")
+        ax.set_title(f"{opt}: the rule that keeps the SDE should keep accuracy flat", fontsize=10)
+        ax.legend(fontsize=8)
+    left_out = adaptive.attrs.get("scaling_diverged_runs", "none")
+    note = "" if left_out == "none" else f"\ndiverged: {left_out}"
+    fig.suptitle(f"{title}\nBatch size x kappa under each scaling rule{note}", fontsize=11)
+    _save(fig, png, pdf)
+
+
+def plot_adaptive_svag(adaptive: xr.Dataset, png, pdf=None, title: str = "") -> None:
+    """Test accuracy against effective epochs, a line per SVAG l, a row per optimizer;
+    each l's distance from the largest l."""
+    opts = list(adaptive.optimizer.values)
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(len(opts), 2, figsize=(12, 4.2 * len(opts)), constrained_layout=True, squeeze=False)
+    ls = adaptive.l.values
+    colors = sns.color_palette("viridis", n_colors=len(ls))
+    for row, opt in zip(axes, opts):
+        d = adaptive.sel(optimizer=opt)
+        ref = int(d.svag_reference_l)
+        for color, l in zip(colors, ls):
+            e = d.sel(l=l)
+            label = f"l={l}" + (f" ({opt})" if l == 1 else f" ({l * l}x updates)")
+            row[0].plot(e.svag_epoch, e.svag_test_accuracy, color=color, label=label)
+        row[0].set_xlabel("effective epochs (updates / l^2 per step)")
+        row[0].set_ylabel("test accuracy (mean over seeds)")
+        row[0].set_title(f"{opt}: adaptive SVAG", fontsize=10)
+        row[0].legend(fontsize=8)
+        others = d.sel(l=d.l[d.l != ref])
+        for name, marker, text in (
+            ("svag_test_accuracy_distance", "o", "mean over the run"),
+            ("svag_final_test_accuracy_distance", "s", "at the end"),
+        ):
+            row[1].plot(others.l, others[name], marker=marker, label=f"|test acc - test acc(l={ref})|, {text}")
+        row[1].set_xscale("log", base=2)
+        row[1].set_xlabel("SVAG l")
+        row[1].set_ylabel(f"distance from l={ref}")
+        row[1].legend(fontsize=8)
+    left_out = adaptive.attrs.get("svag_diverged_runs", "none")
+    note = "" if left_out == "none" else f"\ndiverged, left out: {left_out}"
+    fig.suptitle(f"{title}\nSVAG for Adam/RMSprop converges to their SDE as l grows: curves should collapse{note}",
+                 fontsize=11)  # fmt: skip
+    _save(fig, png, pdf)

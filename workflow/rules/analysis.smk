@@ -69,3 +69,17 @@ rule analyse_lsr:
         late_fraction=figure_settings("lsr_validity").get("late_fraction", 0.5),
     script:
         "../scripts/analyse_lsr.py"
+
+
+rule analyse_adaptive:
+    input:
+        scaling=figure_experiment_runs("adaptive_sqrt_scaling"),
+        svag=figure_experiment_runs("adaptive_svag"),
+    output:
+        "results/analysis/adaptive.nc",
+    log:
+        "results/logs/analysis/adaptive.log",
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/analyse_adaptive.py"

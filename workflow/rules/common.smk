@@ -73,6 +73,8 @@ def all_analyses():
         "svag_convergence": "svag",
         "lsr_validity": "lsr",
         "noise_signal": "lsr",
+        "adaptive_sqrt_scaling": "adaptive",
+        "adaptive_svag": "adaptive",
     }
     return sorted(
         {f"results/analysis/{needs[f]}.nc" for f in CONFIG["figures"] if f in needs}

@@ -29,6 +29,12 @@ FIGURE_RULES = {
     "svag_convergence": ("SVAG and the SDE (Li, Malladi & Arora 2021)", "svag", False),
     "lsr_validity": ("SVAG and the SDE (Li, Malladi & Arora 2021)", "lsr", False),
     "noise_signal": ("SVAG and the SDE (Li, Malladi & Arora 2021)", "lsr", False),
+    "adaptive_sqrt_scaling": (
+        "Adaptive methods (Malladi et al. 2022)",
+        "adaptive",
+        False,
+    ),
+    "adaptive_svag": ("Adaptive methods (Malladi et al. 2022)", "adaptive", False),
 }
 
 for figure, (category, analysis, reads_runs) in FIGURE_RULES.items():

@@ -44,5 +44,9 @@ elif figure == "lsr_validity":
     plotting.plot_lsr_validity(analysis, titles, **out)
 elif figure == "noise_signal":
     plotting.plot_noise_signal(analysis, titles, **out)
+elif figure == "adaptive_sqrt_scaling":
+    plotting.plot_adaptive_sqrt_scaling(analysis, **out, title=title)
+elif figure == "adaptive_svag":
+    plotting.plot_adaptive_svag(analysis, **out, title=title)
 else:
     raise ValueError(f"no plotting function for figure {figure!r}")
