@@ -268,8 +268,6 @@ def _check_optimizer(run: dict, n_steps: int, steps_in_epoch: int, where: str) -
         name = opt["name"]
         if opt["momentum"] != 0:
             problems.append(f"{where}.optimizer.momentum: {name} takes no momentum (its first moment is beta1)")
-        if name == "rmsprop" and opt.get("reference_beta1", opt["beta1"]) != 0:
-            problems.append(f"{where}.optimizer.beta1: rmsprop is Adam with beta1 = 0; got {opt['beta1']}")
         if sched["name"] == "exponential" or sched["wd_as_exp_lr"]:
             problems.append(
                 f"{where}.schedule: the exponential LR and wd_as_exp_lr are identities of SGD; not with {name}"
@@ -288,9 +286,12 @@ def _check_optimizer(run: dict, n_steps: int, steps_in_epoch: int, where: str) -
 
 
 def resolve_optimizer(run: dict) -> None:
-    """Fill beta1 where null (adam 0.9, rmsprop 0; none for sgd)."""
+    """Fill beta1: adam's where null (0.9); rmsprop's is always 0 (so one experiment can
+    grid over optimizer.name with adam's beta1 set); sgd's stays as given (unused)."""
     opt = run["optimizer"]
-    if opt["beta1"] is None and is_adaptive(opt):
+    if opt["name"] == "rmsprop":
+        opt["beta1"] = 0.0
+    elif opt["beta1"] is None and is_adaptive(opt):
         opt["beta1"] = DEFAULT_BETA1[opt["name"]]
 
 
