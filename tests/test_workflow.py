@@ -62,7 +62,22 @@ def test_demo_chain_end_to_end(tmp_path, data):
             "gradient_noise": {"every": 1, "batches": 4},
             "grid": {"training.batch_size": [25, 100]},
         }
+        # Adam/RMSprop: the square-root rule against none, and adaptive SVAG
+        adam = {"name": "adam", "momentum": 0.0}
+        config["experiments"]["ad"] = {
+            "optimizer": adam,
+            "schedule": {"lr": 1.0e-3, "reference_batch_size": 25},
+            "gradient_noise": {"every": 1, "batches": 4},
+            "grid": {"schedule.scaling_rule": ["none", "sqrt"], "training.batch_size": [25, 100]},
+        }
+        config["experiments"]["asv"] = {
+            "optimizer": adam,
+            "schedule": {"lr": 1.0e-3},
+            "grid": {"optimizer.svag": [1, 2]},
+        }
         config["figures"].update(
+            adaptive_sqrt_scaling={"experiment": "ad"},
+            adaptive_svag={"experiment": "asv"},
             explr_equivalence={"experiments": ["eq"]},
             explr_weight_norm={"experiment": "eq"},
             texp_vs_step={"experiments": ["eq", "tiny"]},
@@ -84,12 +99,16 @@ def test_demo_chain_end_to_end(tmp_path, data):
     assert dict(combine_runs(datasets).sizes)["wd"] == 2
     if data == "synthetic":
         for name in ("explr_equivalence", "explr_weight_norm", "texp_vs_step", "svag_convergence", "lsr_validity",
-                     "noise_signal"):  # fmt: skip
+                     "noise_signal", "adaptive_sqrt_scaling", "adaptive_svag"):  # fmt: skip
             assert (tmp_path / "results" / "figures" / f"{name}.png").stat().st_size > 20_000
         with xr.open_dataset(tmp_path / "results" / "analysis" / "explr_equivalence.nc") as analysis:
             assert bool(analysis.within_chaos_criterion.all())
         with xr.open_dataset(tmp_path / "results" / "analysis" / "svag.nc") as svag:
             assert list(svag.l.values) == [1, 2] and float(svag.test_accuracy_distance.sel(l=2)) == 0
+        with xr.open_dataset(tmp_path / "results" / "analysis" / "adaptive.nc") as adaptive:
+            assert list(adaptive.kappa.values) == [1.0, 4.0] and list(adaptive.l.values) == [1, 2]
+            assert adaptive.final_test_accuracy.notnull().all() and (adaptive.gradient_noise_trace > 0).any()
+            assert float(adaptive.learning_rate.sel(optimizer="adam", scaling_rule="sqrt", kappa=4.0)) == 2.0e-3
         with xr.open_dataset(tmp_path / "results" / "analysis" / "lsr.nc") as lsr:
             assert list(lsr.batch_size.values) == [25, 100]
             assert list(lsr.learning_rate.sel(experiment="lsr").values) == [0.05, 0.2]

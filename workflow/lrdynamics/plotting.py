@@ -393,18 +393,23 @@ def plot_svag_convergence(svag: xr.Dataset, png, pdf=None, title: str = "") -> N
     for ax in axes[:2]:
         ax.set_xlabel("effective steps (updates / l)")
         ax.legend(fontsize=8)
-    others = svag.sel(l=svag.l[svag.l != ref])
-    for name, marker in (("test_accuracy_distance", "o"), ("final_test_accuracy_distance", "s")):
-        label = "mean over the run" if not name.startswith("final") else "at the end"
-        axes[2].plot(others.l, others[name], marker=marker, label=f"|test acc - test acc(l={ref})|, {label}")
-    axes[2].set_xscale("log", base=2)
-    axes[2].set_xlabel("SVAG l")
-    axes[2].set_ylabel(f"distance from l={ref}")
-    axes[2].legend(fontsize=8)
+    plot_svag_distance(axes[2], svag, ref)
     left_out = svag.attrs.get("diverged_runs", "none")
     note = "" if left_out == "none" else f"\ndiverged, left out of the means: {left_out}"
     fig.suptitle(f"{title}\nSVAG converges to the SDE of SGD as l grows: curves should collapse{note}", fontsize=11)
     _save(fig, png, pdf)
+
+
+def plot_svag_distance(ax, svag: xr.Dataset, ref: int, prefix: str = "") -> None:
+    """Each l's distance from l = ref (mean over the run and at the end), log2 l axis."""
+    others = svag.sel(l=svag.l[svag.l != ref])
+    for name, marker, text in (("test_accuracy_distance", "o", "mean over the run"),
+                               ("final_test_accuracy_distance", "s", "at the end")):  # fmt: skip
+        ax.plot(others.l, others[prefix + name], marker=marker, label=f"|test acc - test acc(l={ref})|, {text}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("SVAG l")
+    ax.set_ylabel(f"distance from l={ref}")
+    ax.legend(fontsize=8)
 
 
 def lsr_nets(lsr: xr.Dataset, titles: dict[str, str]) -> list[tuple[str, xr.Dataset]]:
@@ -534,16 +539,7 @@ def plot_adaptive_svag(adaptive: xr.Dataset, png, pdf=None, title: str = "") -> 
         row[0].set_ylabel("test accuracy (mean over seeds)")
         row[0].set_title(f"{opt}: adaptive SVAG", fontsize=10)
         row[0].legend(fontsize=8)
-        others = d.sel(l=d.l[d.l != ref])
-        for name, marker, text in (
-            ("svag_test_accuracy_distance", "o", "mean over the run"),
-            ("svag_final_test_accuracy_distance", "s", "at the end"),
-        ):
-            row[1].plot(others.l, others[name], marker=marker, label=f"|test acc - test acc(l={ref})|, {text}")
-        row[1].set_xscale("log", base=2)
-        row[1].set_xlabel("SVAG l")
-        row[1].set_ylabel(f"distance from l={ref}")
-        row[1].legend(fontsize=8)
+        plot_svag_distance(row[1], d, ref, prefix="svag_")
     left_out = adaptive.attrs.get("svag_diverged_runs", "none")
     note = "" if left_out == "none" else f"\ndiverged, left out: {left_out}"
     fig.suptitle(f"{title}\nSVAG for Adam/RMSprop converges to their SDE as l grows: curves should collapse{note}",
