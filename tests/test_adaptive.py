@@ -279,7 +279,7 @@ def test_adaptive_figures_check_their_experiments(synth_data_dir):
 
 
 def test_adaptive_analysis_of_real_runs(synth_data_dir, tmp_path):
-    from lrdynamics.adaptive import adaptive_analysis
+    from lrdynamics.adaptive_analysis import adaptive_analysis
     from lrdynamics.train import train
 
     scaling = adaptive_runs(

@@ -469,11 +469,7 @@ def plot_noise_signal(lsr: xr.Dataset, titles: dict[str, str], png, pdf=None) ->
 
 
 RULE_ORDER = ("none", "linear", "sqrt")
-RULE_TEXT = {
-    "none": "no scaling (same hyperparameters)",
-    "linear": "linear rule (lr x kappa)",
-    "sqrt": "square-root rule (lr x sqrt(kappa), 1-beta x kappa, eps / sqrt(kappa))",
-}
+RULE_TEXT = {"none": "no scaling", "linear": "linear rule", "sqrt": "square-root rule"}
 
 
 def plot_adaptive_sqrt_scaling(adaptive: xr.Dataset, png, pdf=None, title: str = "") -> None:
@@ -500,7 +496,7 @@ def plot_adaptive_sqrt_scaling(adaptive: xr.Dataset, png, pdf=None, title: str =
                     label += ", diverged"
                 ax.plot(e.epoch, e.test_accuracy, color=color, label=label)
             spread, dist = float(d.final_test_accuracy_spread), float(d.mean_test_accuracy_curve_distance)
-            ax.set_title(f"{opt}, {RULE_TEXT[rule].split(' (')[0]}\nspread of final test acc over kappa: {spread:.4f}; "
+            ax.set_title(f"{opt}, {RULE_TEXT[rule]}\nspread of final test acc over kappa: {spread:.4f}; "
                          f"curve distance from kappa={kappas[0]:g}: {dist:.4f}", fontsize=9)  # fmt: skip
             ax.set_xlabel("epoch")
             ax.set_ylabel("test accuracy")

@@ -4,7 +4,7 @@ import logging
 
 import numpy as np
 
-from lrdynamics.adaptive import adaptive_analysis
+from lrdynamics.adaptive_analysis import adaptive_analysis
 from lrdynamics.logs import setup_logging
 from lrdynamics.record import open_runs, write_atomic
 
