@@ -172,15 +172,6 @@ def _set_dotted(run: dict, key: str, value) -> None:
     node[tail] = copy.deepcopy(value)
 
 
-def _run_keys() -> set[str]:
-    run = load_schema()["$defs"]["run"]["properties"]
-    keys = {"dataset"}
-    for section, sub in run.items():
-        for key in _resolve_ref(sub).get("properties", {}):
-            keys.add(f"{section}.{key}")
-    return keys
-
-
 def channel_counts(model: dict) -> list[int]:
     """Channel/feature counts that get normalized, for checking GroupNorm groups."""
     name, m = model["name"], model.get("width_multiplier", 1)
@@ -317,6 +308,83 @@ def apply_scaling_rule(run: dict) -> None:
     sched["lr"] = sched["lr"] * factor
 
 
+GD_FIGURES = ("edge_of_stability", "regularity", "balancing")
+
+
+def _known_keys(run_schema: dict) -> set[str]:
+    """Dotted keys of a run schema: its top-level keys and one level of nested objects."""
+    keys = set()
+    for section, sub in run_schema["properties"].items():
+        nested = _resolve_ref(sub).get("properties")
+        keys.update({f"{section}.{key}" for key in nested} if nested else {section})
+    return keys
+
+
+def gd_experiment_runs(config: dict, name: str) -> dict[str, dict]:
+    """The resolved runs of one full-batch GD experiment (``gd_experiments``), by run name."""
+    schema = load_schema()
+    exp = config["gd_experiments"][name]
+    run_schema = schema["$defs"]["gd_run"]
+    base = deep_merge(schema_defaults(run_schema), {k: v for k, v in exp.items() if k in run_schema["properties"]})
+    grid = exp.get("grid", {})
+    known = _known_keys(run_schema)
+    unknown = [k for k in grid if k not in known]
+    if unknown:
+        raise ConfigError(
+            f"invalid configuration:\n  - gd_experiments.{name}.grid: unknown run key(s) "
+            f"{', '.join(unknown)}; allowed keys: {', '.join(sorted(known))}"
+        )
+    aliases = grid_aliases(list(grid))
+    runs = {}
+    for values in itertools.product(*grid.values()):
+        point = dict(zip(grid, values))
+        run = copy.deepcopy(base)
+        for key, value in point.items():
+            _set_dotted(run, key, value)
+        run_name = "_".join(f"{aliases[k]}={format_value(v)}" for k, v in point.items()) or "run"
+        where = f"gd_experiments.{name}" + (f" (run {run_name})" if point else "")
+        validate(run, {"$ref": "#/$defs/gd_run"}, prefix=where)
+        _check_gd_run(run, config, where)
+        if run_name in runs:
+            raise ConfigError(f"gd_experiments.{name}.grid: two grid points give the run name {run_name!r}")
+        run.update(
+            kind="full_batch_gd",
+            experiment=name,
+            run=run_name,
+            references=exp.get("references", ""),
+            device=config["device"],
+            dataset_spec={**config["datasets"][run["dataset"]], "name": run["dataset"]},
+            dataset_dir=str(Path(config["data_dir"]) / run["dataset"]),
+            hyperparameters={aliases[k]: v for k, v in point.items()},
+        )
+        runs[run_name] = run
+    return runs
+
+
+def _check_gd_run(run: dict, config: dict, where: str) -> None:
+    problems = []
+    if run["dataset"] not in config["datasets"]:
+        raise ConfigError(
+            f"invalid configuration:\n  - {where}.dataset: {run['dataset']!r} is not a dataset of `datasets`; "
+            f"allowed values: {', '.join(config['datasets'])}"
+        )
+    ds = config["datasets"][run["dataset"]]
+    n_train = ds.get("train_subset") or DATASET_FACTS[ds["source"]][0]
+    if run["examples"] > n_train:
+        problems.append(
+            f"{where}.examples: {run['examples']} is more than the {n_train} training images of the dataset"
+        )
+    if (run["lr"] is None) == (run["lr_multiple"] is None):
+        problems.append(f"{where}: set exactly one of lr and lr_multiple")
+    norms = run["model"]["layer_norms"]
+    if norms is not None and len(norms) != run["model"]["depth"] + 1:
+        problems.append(
+            f"{where}.model.layer_norms: {len(norms)} values for {run['model']['depth'] + 1} weight layers (depth + 1)"
+        )
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
 def experiment_runs(config: dict, name: str) -> dict[str, dict]:
     """The resolved runs of one experiment, by run name (config already validated)."""
     schema = load_schema()
@@ -324,7 +392,7 @@ def experiment_runs(config: dict, name: str) -> dict[str, dict]:
     base = deep_merge(schema_defaults(schema["$defs"]["run"]), config.get("run_defaults", {}))
     base = deep_merge(base, {k: exp[k] for k in RUN_SECTIONS if k in exp})
     grid = exp.get("grid", {})
-    known = _run_keys()
+    known = _known_keys(schema["$defs"]["run"])
     unknown = [k for k in grid if k not in known]
     if unknown:
         raise ConfigError(
@@ -389,16 +457,24 @@ def load_config(config: dict) -> dict:
     full["figures"] = {
         fig: deep_merge(schema_defaults(figure_schemas[fig]), spec) for fig, spec in full.get("figures", {}).items()
     }
+    both = sorted(set(full["experiments"]) & set(full["gd_experiments"]))
+    if both:
+        raise ConfigError(
+            f"invalid configuration:\n  - gd_experiments: {', '.join(both)} also named in experiments "
+            "(both write results/runs/<experiment>/)"
+        )
     for fig, spec in full["figures"].items():
         key = "experiment" if "experiment" in spec else "experiments"
+        section = "gd_experiments" if fig in GD_FIGURES else "experiments"
         for i, name in enumerate(figure_experiments(spec)):
-            if name not in full["experiments"]:
+            if name not in full[section]:
                 where = f"figures.{fig}.{key}" + (f"[{i}]" if key == "experiments" else "")
                 raise ConfigError(
-                    f"invalid configuration:\n  - {where}: {name!r} is not an experiment; "
-                    f"allowed values: {', '.join(full['experiments'])}"
+                    f"invalid configuration:\n  - {where}: {name!r} is not in {section}; "
+                    f"allowed values: {', '.join(full[section]) or '(none)'}"
                 )
     full["runs"] = {name: experiment_runs(full, name) for name in full["experiments"]}
+    full["runs"].update({name: gd_experiment_runs(full, name) for name in full["gd_experiments"]})
     for fig in ("explr_equivalence", "explr_weight_norm"):
         for name in figure_experiments(full["figures"].get(fig, {})):
             _check_equivalence_experiment(full, fig, name)

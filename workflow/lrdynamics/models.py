@@ -273,3 +273,44 @@ def scale_invariance_error(model: nn.Module, loss_fn, x, y, c: float) -> float:
         model.load_state_dict(state)
         model.train(was_training)
     return float((scaled - base).abs() / base.abs().clamp_min(torch.finfo(base.dtype).tiny))
+
+
+class CubicReLU(nn.Module):
+    """relu(x)^3: smooth but fast-growing, an activation of bad regularity (papers.md section 5)."""
+
+    def forward(self, x):
+        return torch.relu(x) ** 3
+
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "softplus": nn.Softplus, "cubic_relu": CubicReLU}
+
+
+def fc_net(in_features: int, n_classes: int, width=200, depth=2, activation="tanh", norm="none", bias=True):
+    """Fully connected net of the large-LR experiments (Cohen et al.'s fc-<activation>):
+    ``depth`` hidden layers of ``width``, each Linear -> [BatchNorm1d(affine=False)] ->
+    activation, then a Linear output layer. Torch's default init and BN eps; not
+    scale-invariant (the last layer trains)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; allowed: {', '.join(ACTIVATIONS)}")
+    layers, n_in = [nn.Flatten()], in_features
+    for _ in range(depth):
+        layers.append(nn.Linear(n_in, width, bias=bias))
+        if norm == "bn":
+            layers.append(nn.BatchNorm1d(width, affine=False))
+        elif norm != "none":
+            raise ValueError(f"fc_net norm {norm!r}; allowed: none, bn")
+        layers.append(ACTIVATIONS[activation]())
+        n_in = width
+    layers.append(nn.Linear(n_in, n_classes, bias=bias))
+    return nn.Sequential(*layers)
+
+
+@torch.no_grad()
+def set_layer_norms(model: nn.Module, norms) -> None:
+    """Rescale each weight layer (in order) to the given Frobenius norm (init norms of the
+    balancing experiments, e.g. ||W1|| = 1, ||W2|| = 10)."""
+    layers = list(weight_layers(model).values())
+    if len(norms) != len(layers):
+        raise ValueError(f"{len(norms)} layer norms given for {len(layers)} weight layers")
+    for p, target in zip(layers, norms):
+        p.mul_(target / p.norm())

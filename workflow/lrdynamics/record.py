@@ -72,7 +72,7 @@ KEY_HYPERPARAMETERS = {
     "seed": ("training", "seed"),
 }
 STATUSES = ("completed", "diverged")
-RUN_DIMS = ("step", "layer", "sample", "class", "noise_step")
+RUN_DIMS = ("step", "layer", "sample", "class", "noise_step", "sharpness_step", "eigenvalue")
 
 
 def source_version() -> str:

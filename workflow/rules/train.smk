@@ -5,6 +5,8 @@ rule train:
         "results/runs/{experiment}/{run}.nc",
     log:
         "results/logs/train/{experiment}/{run}.log",
+    wildcard_constraints:
+        experiment=experiment_name_pattern("experiments"),
     conda:
         "../../environment.yml"
     threads: CONFIG["train_threads"]
@@ -17,3 +19,25 @@ rule train:
         run_json=run_json,
     script:
         "../scripts/train.py"
+
+
+# Full-batch GD runs (gd_experiments): same run-file layout, their own engine.
+rule train_gd:
+    input:
+        unpack(run_dataset_files),
+    output:
+        "results/runs/{experiment}/{run}.nc",
+    log:
+        "results/logs/train/{experiment}/{run}.log",
+    wildcard_constraints:
+        experiment=experiment_name_pattern("gd_experiments"),
+    conda:
+        "../../environment.yml"
+    threads: CONFIG["train_threads"]
+    resources:
+        runtime="12h",
+        gpu=TRAIN_GPUS,
+    params:
+        run_json=run_json,
+    script:
+        "../scripts/train_gd.py"
