@@ -75,7 +75,21 @@ def test_demo_chain_end_to_end(tmp_path, data):
             "schedule": {"lr": 1.0e-3},
             "grid": {"optimizer.svag": [1, 2]},
         }
+        # Large-LR GD: EoS, the regularity grid (one run diverges), the two toys
+        gd = {"dataset": "synth", "examples": 100, "model": {"width": 16}, "steps": 30, "sharpness_every": 10}
+        config["gd_experiments"] = {
+            "gd_eos": {**gd, "grid": {"lr_multiple": [0.5, 0.9]}},
+            "gd_reg": {
+                **gd,
+                "model": {"width": 16, "depth": 1},
+                "grid": {"loss": ["mse", "huber"], "lr": [0.01, 1.0e4]},
+            },
+        }
         config["figures"].update(
+            edge_of_stability={"experiment": "gd_eos"},
+            regularity={"experiment": "gd_reg"},
+            catapult={"eta_lambda0": [1.0, 3.0, 5.0], "steps": 30},
+            balancing={"c": [1.0, 3.0, 5.0], "steps": 30, "experiment": "gd_reg"},
             adaptive_sqrt_scaling={"experiment": "ad"},
             adaptive_svag={"experiment": "asv"},
             explr_equivalence={"experiments": ["eq"]},
@@ -99,10 +113,19 @@ def test_demo_chain_end_to_end(tmp_path, data):
     assert dict(combine_runs(datasets).sizes)["wd"] == 2
     if data == "synthetic":
         for name in ("explr_equivalence", "explr_weight_norm", "texp_vs_step", "svag_convergence", "lsr_validity",
-                     "noise_signal", "adaptive_sqrt_scaling", "adaptive_svag"):  # fmt: skip
+                     "noise_signal", "adaptive_sqrt_scaling", "adaptive_svag", "edge_of_stability", "regularity",
+                     "catapult", "balancing"):  # fmt: skip
             assert (tmp_path / "results" / "figures" / f"{name}.png").stat().st_size > 20_000
         with xr.open_dataset(tmp_path / "results" / "analysis" / "explr_equivalence.nc") as analysis:
             assert bool(analysis.within_chaos_criterion.all())
+        with xr.open_dataset(tmp_path / "results" / "analysis" / "eos.nc") as eos:
+            assert eos.sizes["run"] == 6 and set(eos.experiment.values) == {"gd_eos", "gd_reg"}
+            diverged = eos.outcome.values == 0  # lr 1e4 blows up, recorded as a result
+            assert list(eos.lr.values[diverged]) == [1.0e4, 1.0e4] and (eos.diverged_step.values[diverged] >= 0).all()
+            assert (eos.initial_sharpness > 0).all()
+        for toy in ("catapult_toy", "balancing_toy"):
+            with xr.open_dataset(tmp_path / "results" / "analysis" / f"{toy}.nc") as ds:
+                assert ds.attrs["Conventions"] == "CF-1.10" and ds.sizes["loss_function"] == 3
         with xr.open_dataset(tmp_path / "results" / "analysis" / "svag.nc") as svag:
             assert list(svag.l.values) == [1, 2] and float(svag.test_accuracy_distance.sel(l=2)) == 0
         with xr.open_dataset(tmp_path / "results" / "analysis" / "adaptive.nc") as adaptive:

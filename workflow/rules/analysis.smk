@@ -83,3 +83,44 @@ rule analyse_adaptive:
         "../../environment.yml"
     script:
         "../scripts/analyse_adaptive.py"
+
+
+rule analyse_eos:
+    input:
+        eos_runs,
+    output:
+        "results/analysis/eos.nc",
+    log:
+        "results/logs/analysis/eos.log",
+    conda:
+        "../../environment.yml"
+    params:
+        settings=eos_settings(),
+    script:
+        "../scripts/analyse_eos.py"
+
+
+rule toy_catapult:
+    output:
+        "results/analysis/catapult_toy.nc",
+    log:
+        "results/logs/analysis/catapult_toy.log",
+    conda:
+        "../../environment.yml"
+    params:
+        settings=figure_settings("catapult"),
+    script:
+        "../scripts/toy_catapult.py"
+
+
+rule toy_balancing:
+    output:
+        "results/analysis/balancing_toy.nc",
+    log:
+        "results/logs/analysis/balancing_toy.log",
+    conda:
+        "../../environment.yml"
+    params:
+        settings=toy_balancing_settings(),
+    script:
+        "../scripts/toy_balancing.py"

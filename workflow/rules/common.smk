@@ -1,6 +1,7 @@
 # Configuration, validation and the input functions of every rule.
 # Torch-free on purpose: Snakemake re-executes rule files for every cluster job.
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -45,6 +46,12 @@ wildcard_constraints:
     run="[^/]+",
 
 
+def experiment_name_pattern(section):
+    """Regex matching exactly the experiment names of a config section (none: nothing)."""
+    names = sorted(CONFIG[section], key=len, reverse=True)
+    return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
 def run_path(experiment, run):
     return f"results/runs/{experiment}/{run}.nc"
 
@@ -62,22 +69,37 @@ def all_figures():
     return [f"results/figures/{figure}.png" for figure in CONFIG["figures"]]
 
 
+# Analysis files each figure reads (results/analysis/<name>.nc).
+FIGURE_ANALYSES = {
+    "explr_equivalence": ["explr_equivalence"],
+    "intrinsic_lr_equilibrium": ["equilibrium"],
+    "equilibrium_time_scaling": ["equilibrium"],
+    "angular_update": ["equilibrium"],
+    "scale_invariant_toy": ["scale_invariant_toy"],
+    "svag_convergence": ["svag"],
+    "lsr_validity": ["lsr"],
+    "noise_signal": ["lsr"],
+    "adaptive_sqrt_scaling": ["adaptive"],
+    "adaptive_svag": ["adaptive"],
+    "edge_of_stability": ["eos"],
+    "regularity": ["eos"],
+    "catapult": ["catapult_toy"],
+    "balancing": ["balancing_toy"],
+}
+
+
+def figure_analysis_files(figure):
+    """Analysis files a figure reads; balancing also reads eos.nc when it names an experiment."""
+    names = list(FIGURE_ANALYSES.get(figure, []))
+    if figure == "balancing" and "experiment" in CONFIG["figures"].get(figure, {}):
+        names.append("eos")
+    return [f"results/analysis/{name}.nc" for name in names]
+
+
 def all_analyses():
     """Analysis files behind the configured figures."""
-    needs = {
-        "explr_equivalence": "explr_equivalence",
-        "intrinsic_lr_equilibrium": "equilibrium",
-        "equilibrium_time_scaling": "equilibrium",
-        "angular_update": "equilibrium",
-        "scale_invariant_toy": "scale_invariant_toy",
-        "svag_convergence": "svag",
-        "lsr_validity": "lsr",
-        "noise_signal": "lsr",
-        "adaptive_sqrt_scaling": "adaptive",
-        "adaptive_svag": "adaptive",
-    }
     return sorted(
-        {f"results/analysis/{needs[f]}.nc" for f in CONFIG["figures"] if f in needs}
+        {path for figure in CONFIG["figures"] for path in figure_analysis_files(figure)}
     )
 
 
@@ -121,9 +143,9 @@ def figure_experiment_runs(figure):
 def experiment_titles(figure):
     """Titles of the experiments a figure reads, by name (a param: edits redraw only)."""
     spec = CONFIG["figures"].get(figure, {})
+    experiments = {**CONFIG["experiments"], **CONFIG["gd_experiments"]}
     return {
-        name: CONFIG["experiments"][name].get("title", "")
-        for name in figure_experiments(spec)
+        name: experiments[name].get("title", "") for name in figure_experiments(spec)
     }
 
 
@@ -147,3 +169,34 @@ def lsr_experiments():
 
 def lsr_runs(wildcards):
     return [path for name in lsr_experiments() for path in experiment_runs(name)]
+
+
+def eos_experiments():
+    """GD experiments of results/analysis/eos.nc: those of every GD figure, once each."""
+    names = [
+        name
+        for figure in ("edge_of_stability", "regularity", "balancing")
+        for name in figure_experiment_list(figure)
+    ]
+    return list(dict.fromkeys(names))
+
+
+def eos_runs(wildcards):
+    return [path for name in eos_experiments() for path in experiment_runs(name)]
+
+
+def eos_settings():
+    """Band and late fraction of the EoS analysis (edge_of_stability's, else regularity's)."""
+    for figure in ("edge_of_stability", "regularity"):
+        if figure in CONFIG["figures"]:
+            spec = CONFIG["figures"][figure]
+            return {"band": spec["band"], "late_fraction": spec["late_fraction"]}
+    return {"band": 0.15, "late_fraction": 0.25}
+
+
+def toy_balancing_settings():
+    """The balancing toy's settings (the figure's entry without its real-net experiment,
+    so that changing that experiment does not rerun the toy)."""
+    spec = dict(CONFIG["figures"].get("balancing", {}))
+    spec.pop("experiment", None)
+    return spec

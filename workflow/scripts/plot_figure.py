@@ -13,10 +13,11 @@ figure = Path(snakemake.output.png).stem  # noqa: F821
 titles = snakemake.params.titles  # noqa: F821
 out = {"png": snakemake.output.png, "pdf": snakemake.output.pdf}  # noqa: F821
 runs = open_runs(snakemake.input.runs)  # noqa: F821
-analysis = None
-if snakemake.input.analysis:  # noqa: F821
-    with xr.open_dataset(snakemake.input.analysis[0], engine="netcdf4") as ds:  # noqa: F821
-        analysis = ds.load()
+analyses = {}
+for path in snakemake.input.analysis:  # noqa: F821
+    with xr.open_dataset(path, engine="netcdf4") as ds:
+        analyses[Path(path).stem] = ds.load()
+analysis = next(iter(analyses.values()), None)
 by_experiment = {name: [ds for ds in runs if ds.attrs["experiment"] == name] for name in titles}
 title = next(iter(titles.values()), "")
 
@@ -48,5 +49,15 @@ elif figure == "adaptive_sqrt_scaling":
     plotting.plot_adaptive_sqrt_scaling(analysis, **out, title=title)
 elif figure == "adaptive_svag":
     plotting.plot_adaptive_svag(analysis, **out, title=title)
+elif figure == "edge_of_stability":
+    plotting.plot_edge_of_stability(analysis, next(iter(titles)), **out, title=title)
+elif figure == "regularity":
+    plotting.plot_regularity(analysis, next(iter(titles)), **out, title=title)
+elif figure == "catapult":
+    plotting.plot_catapult(analysis, **out)
+elif figure == "balancing":
+    plotting.plot_balancing(
+        analyses["balancing_toy"], **out, eos=analyses.get("eos"), experiment=next(iter(titles), None)
+    )
 else:
     raise ValueError(f"no plotting function for figure {figure!r}")
