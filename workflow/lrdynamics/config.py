@@ -37,7 +37,8 @@ RESERVED_NAMES = frozenset(
     "step epoch layer train_loss train_accuracy test_loss test_accuracy minibatch_loss learning_rate "
     "weight_decay intrinsic_lr weight_norm total_weight_norm effective_lr total_effective_lr angular_update "
     "total_angular_update grad_norm test_logits test_predictions sample class updates_done noise_step noise_epoch "
-    "gradient_signal batch_gradient_noise gradient_noise critical_batch_size".split()
+    "gradient_signal batch_gradient_noise gradient_noise critical_batch_size sharpness sharpness_step eigenvalue "
+    "layer_norm hessian_products".split()
 )
 # Model-specific default of model.width (null in the config).
 DEFAULT_WIDTH = {"mlp": 256, "cnn4": 32}
@@ -320,18 +321,17 @@ def _known_keys(run_schema: dict) -> set[str]:
     return keys
 
 
-def gd_experiment_runs(config: dict, name: str) -> dict[str, dict]:
-    """The resolved runs of one full-batch GD experiment (``gd_experiments``), by run name."""
-    schema = load_schema()
-    exp = config["gd_experiments"][name]
-    run_schema = schema["$defs"]["gd_run"]
-    base = deep_merge(schema_defaults(run_schema), {k: v for k, v in exp.items() if k in run_schema["properties"]})
+def _grid_runs(config: dict, section: str, name: str, base: dict, run_def: str, resolve) -> dict[str, dict]:
+    """The runs of one grid experiment of ``config[section]``: each grid point set on a copy
+    of ``base``, validated against ``$defs/<run_def>``, then ``resolve(run, where)`` (the
+    kind's own resolution and checks), then named and given the run metadata."""
+    exp = config[section][name]
     grid = exp.get("grid", {})
-    known = _known_keys(run_schema)
+    known = _known_keys(load_schema()["$defs"][run_def])
     unknown = [k for k in grid if k not in known]
     if unknown:
         raise ConfigError(
-            f"invalid configuration:\n  - gd_experiments.{name}.grid: unknown run key(s) "
+            f"invalid configuration:\n  - {section}.{name}.grid: unknown run key(s) "
             f"{', '.join(unknown)}; allowed keys: {', '.join(sorted(known))}"
         )
     aliases = grid_aliases(list(grid))
@@ -342,22 +342,37 @@ def gd_experiment_runs(config: dict, name: str) -> dict[str, dict]:
         for key, value in point.items():
             _set_dotted(run, key, value)
         run_name = "_".join(f"{aliases[k]}={format_value(v)}" for k, v in point.items()) or "run"
-        where = f"gd_experiments.{name}" + (f" (run {run_name})" if point else "")
-        validate(run, {"$ref": "#/$defs/gd_run"}, prefix=where)
-        _check_gd_run(run, config, where)
+        where = f"{section}.{name}" + (f" (run {run_name})" if point else "")
+        validate(run, {"$ref": f"#/$defs/{run_def}"}, prefix=where)
+        resolve(run, where)
         if run_name in runs:
-            raise ConfigError(f"gd_experiments.{name}.grid: two grid points give the run name {run_name!r}")
+            raise ConfigError(f"{section}.{name}.grid: two grid points give the run name {run_name!r}")
+        ds_name = run["dataset"]
         run.update(
-            kind="full_batch_gd",
             experiment=name,
             run=run_name,
             references=exp.get("references", ""),
             device=config["device"],
-            dataset_spec={**config["datasets"][run["dataset"]], "name": run["dataset"]},
-            dataset_dir=str(Path(config["data_dir"]) / run["dataset"]),
+            dataset_spec={**config["datasets"][ds_name], "name": ds_name},
+            dataset_dir=str(Path(config["data_dir"]) / ds_name),
             hyperparameters={aliases[k]: v for k, v in point.items()},
         )
         runs[run_name] = run
+    return runs
+
+
+def gd_experiment_runs(config: dict, name: str) -> dict[str, dict]:
+    """The resolved runs of one full-batch GD experiment (``gd_experiments``), by run name."""
+    run_schema = load_schema()["$defs"]["gd_run"]
+    exp = config["gd_experiments"][name]
+    base = deep_merge(schema_defaults(run_schema), {k: v for k, v in exp.items() if k in run_schema["properties"]})
+
+    def resolve(run, where):
+        _check_gd_run(run, config, where)
+
+    runs = _grid_runs(config, "gd_experiments", name, base, "gd_run", resolve)
+    for run in runs.values():
+        run["kind"] = "full_batch_gd"  # not a schema key: set after validation
     return runs
 
 
@@ -391,24 +406,8 @@ def experiment_runs(config: dict, name: str) -> dict[str, dict]:
     exp = config["experiments"][name]
     base = deep_merge(schema_defaults(schema["$defs"]["run"]), config.get("run_defaults", {}))
     base = deep_merge(base, {k: exp[k] for k in RUN_SECTIONS if k in exp})
-    grid = exp.get("grid", {})
-    known = _known_keys(schema["$defs"]["run"])
-    unknown = [k for k in grid if k not in known]
-    if unknown:
-        raise ConfigError(
-            f"invalid configuration:\n  - experiments.{name}.grid: unknown run key(s) "
-            f"{', '.join(unknown)}; allowed keys: {', '.join(sorted(known))}"
-        )
-    aliases = grid_aliases(list(grid))
-    runs = {}
-    for values in itertools.product(*grid.values()):
-        point = dict(zip(grid, values))
-        run = copy.deepcopy(base)
-        for key, value in point.items():
-            _set_dotted(run, key, value)
-        run_name = "_".join(f"{aliases[k]}={format_value(v)}" for k, v in point.items()) or "run"
-        where = f"experiments.{name}" + (f" (run {run_name})" if point else "")
-        validate(run, {"$ref": "#/$defs/run"}, prefix=where)
+
+    def resolve(run, where):
         if run["model"].get("width") is None and run["model"].get("name") in DEFAULT_WIDTH:
             run["model"]["width"] = DEFAULT_WIDTH[run["model"]["name"]]
         resolve_optimizer(run)
@@ -417,20 +416,8 @@ def experiment_runs(config: dict, name: str) -> dict[str, dict]:
         except ValueError as err:
             raise ConfigError(f"invalid configuration:\n  - {where}.schedule.scaling_rule: {err}") from None
         _check_run(run, config, where)
-        if run_name in runs:
-            raise ConfigError(f"experiments.{name}.grid: two grid points give the run name {run_name!r}")
-        ds_name = run["dataset"]
-        run.update(
-            experiment=name,
-            run=run_name,
-            references=exp.get("references", ""),
-            device=config["device"],
-            dataset_spec={**config["datasets"][ds_name], "name": ds_name},
-            dataset_dir=str(Path(config["data_dir"]) / ds_name),
-            hyperparameters={aliases[k]: v for k, v in point.items()},
-        )
-        runs[run_name] = run
-    return runs
+
+    return _grid_runs(config, "experiments", name, base, "run", resolve)
 
 
 def load_config(config: dict) -> dict:

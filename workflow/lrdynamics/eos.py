@@ -10,8 +10,9 @@ Per run (``lrdynamics.gd``), with lr its learning rate:
 - ``spike_height``: max loss / initial loss (above 1.1 it counts as a catapult spike);
 - ``initial_balance``, ``final_balance``: (||W_1|| - ||W_L||)^2 of the first and last
   weight layers (the balancing measure of papers.md section 5);
-- ``outcome``: 0 diverged, 1 catapult then edge of stability, 2 catapult (ends below
-  2/lr), 3 edge of stability (no spike), 4 stable below 2/lr, 5 not settled (above the band).
+- ``outcome``: 0 diverged; 1 catapult then edge of stability (a spike, then at_eos);
+  2 catapult (a spike, not at the edge at the end); without a spike: 3 edge of stability,
+  4 stable (late ratio below 1 + band, not at the edge), 5 not settled (above the band).
 
 All runs stack along one ``run`` dimension (their experiments' grids may differ), with the
 hyperparameters as coordinates; curves are padded with NaN where runs are shorter.

@@ -20,8 +20,6 @@ marks the run ``diverged`` at that step; the record is kept.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
 import math
 import time
@@ -38,7 +36,7 @@ from lrdynamics.data import load_prepared, stratified_subset
 from lrdynamics.devices import gpu_slot, resolve_device
 from lrdynamics.hessian import sharpness
 from lrdynamics.models import fc_net, set_layer_norms, weight_layers
-from lrdynamics.record import STATUSES, coordinate_value, source_version, write_atomic
+from lrdynamics.record import STATUSES, with_run_metadata, write_atomic
 from lrdynamics.train import DTYPES, Checkpointing
 
 log = logging.getLogger("lrdynamics.gd")
@@ -242,21 +240,8 @@ def gd_run_dataset(records: dict, sharp: dict, layers: list[str], run: dict, att
             "layer": ("layer", np.asarray(layers, dtype=str), {"long_name": "weight layer (parameter name)"}),
         },
     )
-    hp = {key: coordinate_value(v) for key, v in run["hyperparameters"].items()}
-    if hp:
-        ds = ds.expand_dims({key: [v] for key, v in hp.items()})
-        for key in hp:
-            ds[key].attrs["long_name"] = f"grid hyperparameter {key}"
+    ds = with_run_metadata(ds, run, "lrdynamics full-batch GD run", "lrdynamics.gd")
     ds.attrs.update(
-        Conventions="CF-1.10",
-        title=f"lrdynamics full-batch GD run {run['run']} of experiment {run['experiment']}",
-        source=source_version(),
-        history=f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}: written by lrdynamics.gd",
-        references=run.get("references", ""),
-        config_json=json.dumps(run, sort_keys=True),
-        experiment=run["experiment"],
-        run=run["run"],
-        dataset=run["dataset"],
         kind="full_batch_gd",
         loss=run["loss"],
         activation=run["model"]["activation"],
@@ -270,8 +255,17 @@ def gd_run_dataset(records: dict, sharp: dict, layers: list[str], run: dict, att
     return ds
 
 
-def train_gd(run: dict, out_path, threads=None, jobs_per_gpu=None, checkpoint_every_seconds: float | None = 600.0):
-    """Run one GD run and write its netCDF file (resume state as ``train.train``)."""
+def train_gd(
+    run: dict,
+    out_path,
+    threads=None,
+    jobs_per_gpu=None,
+    checkpoint_every_updates: int | None = None,
+    checkpoint_every_seconds: float | None = 600.0,
+):
+    """Run one GD run and write its netCDF file. Resume state as ``train.train``: saved
+    every ``checkpoint_every_updates`` GD steps, every ``checkpoint_every_seconds`` and on
+    SIGTERM/SIGINT/SIGUSR1 (then ``Interrupted``); a rerun continues from it."""
     with gpu_slot(run["device"], jobs_per_gpu) as device:
         gd = GradientDescent(run, threads, device)
         state_path = resume_path(out_path)
@@ -282,7 +276,7 @@ def train_gd(run: dict, out_path, threads=None, jobs_per_gpu=None, checkpoint_ev
             run["experiment"], run["run"], m["activation"], m["depth"], m["width"], m["norm"], run["loss"],
             run["examples"], run["steps"], run["sharpness_every"], gd.device,
         )  # fmt: skip
-        with Checkpointing(state_path, None, checkpoint_every_seconds) as checkpoint:
+        with Checkpointing(state_path, checkpoint_every_updates, checkpoint_every_seconds) as checkpoint:
             status = gd.fit(state, checkpoint)
         ds = gd.dataset(status)
         write_atomic(ds, out_path)

@@ -146,23 +146,7 @@ def run_dataset(
             noise_steps / attrs["steps_per_epoch"],
             {"long_name": "passes over the training set (effective)", "units": "1"},
         )
-    ds = xr.Dataset(data_vars, coords=coords)
-    hp = {k: coordinate_value(v) for k, v in run["hyperparameters"].items()}
-    if hp:
-        ds = ds.expand_dims({k: [v] for k, v in hp.items()})
-        for k in hp:
-            ds[k].attrs["long_name"] = f"grid hyperparameter {k}"
-    ds.attrs.update(
-        Conventions="CF-1.10",
-        title=f"lrdynamics run {run['run']} of experiment {run['experiment']}",
-        source=source_version(),
-        history=f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}: written by lrdynamics.train",
-        references=run.get("references", ""),
-        config_json=json.dumps(run, sort_keys=True),
-        experiment=run["experiment"],
-        run=run["run"],
-        dataset=run["dataset"],
-    )
+    ds = with_run_metadata(xr.Dataset(data_vars, coords=coords), run, "lrdynamics run", "lrdynamics.train")
     for attr, (section, key) in KEY_HYPERPARAMETERS.items():
         ds.attrs[attr] = run[section][key]
     # the weight decay actually used (derived from schedule.intrinsic_lr when that is set)
@@ -173,6 +157,28 @@ def run_dataset(
     ds.attrs.update(attrs)
     if ds.attrs.get("status") not in STATUSES:
         raise ValueError(f"status attribute must be one of {STATUSES}")
+    return ds
+
+
+def with_run_metadata(ds: xr.Dataset, run: dict, what: str, writer: str) -> xr.Dataset:
+    """A run's dataset with its grid hyperparameters as length-1 dimensions (so runs stack
+    with ``xr.combine_by_coords``) and the contract's global attributes."""
+    hp = {k: coordinate_value(v) for k, v in run["hyperparameters"].items()}
+    if hp:
+        ds = ds.expand_dims({k: [v] for k, v in hp.items()})
+        for k in hp:
+            ds[k].attrs["long_name"] = f"grid hyperparameter {k}"
+    ds.attrs.update(
+        Conventions="CF-1.10",
+        title=f"{what} {run['run']} of experiment {run['experiment']}",
+        source=source_version(),
+        history=f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}: written by {writer}",
+        references=run.get("references", ""),
+        config_json=json.dumps(run, sort_keys=True),
+        experiment=run["experiment"],
+        run=run["run"],
+        dataset=run["dataset"],
+    )
     return ds
 
 

@@ -15,5 +15,6 @@ train_gd(
     snakemake.output[0],  # noqa: F821
     threads=snakemake.threads,  # noqa: F821
     jobs_per_gpu=settings["jobs_per_gpu"],
+    checkpoint_every_updates=settings["checkpoint"]["every_updates"],
     checkpoint_every_seconds=settings["checkpoint"]["every_seconds"],
 )
