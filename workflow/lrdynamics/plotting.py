@@ -614,12 +614,13 @@ def plot_catapult(toy: xr.Dataset, png, pdf=None) -> None:
         axes[1, j].set_xlabel("GD step t")
         axes[0, j].set_xlabel("GD step t")
         outcome = d.outcome.values
-        axes[0, -1].plot(c, d.spike_height, label=loss)
-        axes[1, -1].plot(c, d.final_eta_lambda.where(outcome != 2), label=loss)
+        (line,) = axes[0, -1].plot(c, d.spike_height, label=loss)
+        axes[1, -1].plot(c, d.final_eta_lambda.where(outcome != 2), label=loss, color=line.get_color())
         for k, m in markers.items():
             sel = outcome == k
             if sel.any():
-                axes[0, -1].scatter(c[sel], np.nan_to_num(d.spike_height.values[sel], nan=1.0), marker=m, s=25)
+                spikes = np.nan_to_num(d.spike_height.values[sel], nan=1.0)
+                axes[0, -1].scatter(c[sel], spikes, marker=m, s=25, color=line.get_color())
     axes[0, 0].legend(title="$\\eta\\lambda_0$", fontsize=7, ncol=2)
     axes[0, -1].set_yscale("log")
     axes[0, -1].set_ylabel("spike height max loss / initial loss")
