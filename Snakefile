@@ -26,3 +26,5 @@ rule all:
         all_figures(),
         all_analyses(),
         all_runs(),
+        all_experiment_datasets(),
+    localrule: True

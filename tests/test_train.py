@@ -12,7 +12,15 @@ import xarray as xr
 
 from conftest import resolve, tiny_config
 from lrdynamics.intrinsic import angular_update, intrinsic_lr
-from lrdynamics.record import VARIABLES, check_contract, combine_runs, open_runs
+from lrdynamics.record import (
+    VARIABLES,
+    check_contract,
+    combine_runs,
+    drop_hyperparameter_dims,
+    experiment_dataset,
+    open_runs,
+    write_atomic,
+)
 from lrdynamics.train import evaluation_steps, train
 
 
@@ -168,3 +176,45 @@ def test_wd0_attribute_is_the_weight_decay_used(synth_data_dir, tmp_path):
     ds = train(run, tmp_path / "ilr.nc", threads=1)
     assert ds.attrs["wd0"] == pytest.approx(1.0e-3 * (1 - 0.9) / 0.2)
     np.testing.assert_allclose(ds.intrinsic_lr, 1.0e-3)
+
+
+def test_experiment_dataset_holds_the_whole_grid_with_diverged_and_missing_runs(synth_data_dir, tmp_path):
+    """results/<experiment>.nc: diverged curves padded with NaN, a grid point without a run
+    NaN with status missing, epoch per run when the batch size varies."""
+    runs = runs_of(
+        synth_data_dir,
+        grid={"schedule.lr": [0.1, 1.0e6], "training.batch_size": [25, 50]},
+        model={"norm": "none"},
+        training={"epochs": 1},
+    )
+    paths = []
+    for name, run in runs.items():
+        paths.append(tmp_path / f"{name}.nc")
+        train(run, paths[-1], threads=1)
+    datasets = open_runs(paths)
+    ds = experiment_dataset(datasets)
+    write_atomic(ds, tmp_path / "exp.nc")
+    with xr.open_dataset(tmp_path / "exp.nc") as back:
+        xr.testing.assert_equal(back, ds)
+    assert dict(ds.status.sizes) == {"lr": 2, "batch_size": 2}
+    assert set(ds.status.sel(lr=0.1).values) == {"completed"}
+    assert set(ds.status.sel(lr=1.0e6).values) == {"diverged"}
+    assert ds.diverged_step.sel(lr=0.1).isnull().all() and (ds.diverged_step.sel(lr=1.0e6) >= 0).all()
+    for source in datasets:  # each run's numbers, where it has them, are the file's
+        point = {d: source[d].item() for d in ("lr", "batch_size")}
+        own = drop_hyperparameter_dims(source.test_accuracy)
+        np.testing.assert_array_equal(ds.test_accuracy.sel(point).sel(step=own.step).values, own.values)
+        assert ds.test_accuracy.sel(point).notnull().sum() == own.notnull().sum()  # NaN beyond
+    assert {"batch_size", "step"} <= set(ds.epoch.dims)  # 25 vs 50 images per step: per run
+    assert ds.attrs["runs_missing"] == 0 and "config_json" in ds and ds.run.sel(lr=0.1, batch_size=25) != ""
+
+    holed = experiment_dataset(datasets[1:])
+    missing = holed.status.values == "missing"
+    assert missing.sum() == 1 and holed.attrs["runs_missing"] == 1
+    gone = {d: datasets[0][d].item() for d in ("lr", "batch_size")}
+    assert holed.status.sel(gone) == "missing" and holed.test_accuracy.sel(gone).isnull().all()
+
+    other = datasets[0].copy()
+    other.attrs["experiment"] = "another"
+    with pytest.raises(ValueError, match="several experiments"):
+        experiment_dataset([other, datasets[1]])

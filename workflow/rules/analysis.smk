@@ -5,6 +5,8 @@ rule analyse_explr_equivalence:
         "results/analysis/explr_equivalence.nc",
     log:
         "results/logs/analysis/explr_equivalence.log",
+    # cheap: runs where Snakemake runs (the login node under SLURM)
+    localrule: True
     conda:
         "../../environment.yml"
     script:
@@ -20,6 +22,8 @@ rule analyse_equilibrium:
         "results/analysis/equilibrium.nc",
     log:
         "results/logs/analysis/equilibrium.log",
+    # cheap: runs where Snakemake runs (the login node under SLURM)
+    localrule: True
     conda:
         "../../environment.yml"
     params:
@@ -34,6 +38,8 @@ rule toy_scale_invariant:
         "results/analysis/scale_invariant_toy.nc",
     log:
         "results/logs/analysis/scale_invariant_toy.log",
+    # cheap: runs where Snakemake runs (the login node under SLURM)
+    localrule: True
     conda:
         "../../environment.yml"
     params:
@@ -49,6 +55,8 @@ rule analyse_svag:
         "results/analysis/svag.nc",
     log:
         "results/logs/analysis/svag.log",
+    # cheap: runs where Snakemake runs (the login node under SLURM)
+    localrule: True
     conda:
         "../../environment.yml"
     script:
@@ -62,6 +70,8 @@ rule analyse_lsr:
         "results/analysis/lsr.nc",
     log:
         "results/logs/analysis/lsr.log",
+    # cheap: runs where Snakemake runs (the login node under SLURM)
+    localrule: True
     conda:
         "../../environment.yml"
     params:
@@ -79,6 +89,8 @@ rule analyse_adaptive:
         "results/analysis/adaptive.nc",
     log:
         "results/logs/analysis/adaptive.log",
+    # cheap: runs where Snakemake runs (the login node under SLURM)
+    localrule: True
     conda:
         "../../environment.yml"
     script:
@@ -92,6 +104,8 @@ rule analyse_eos:
         "results/analysis/eos.nc",
     log:
         "results/logs/analysis/eos.log",
+    # cheap: runs where Snakemake runs (the login node under SLURM)
+    localrule: True
     conda:
         "../../environment.yml"
     params:
@@ -105,6 +119,8 @@ rule toy_catapult:
         "results/analysis/catapult_toy.nc",
     log:
         "results/logs/analysis/catapult_toy.log",
+    # cheap: runs where Snakemake runs (the login node under SLURM)
+    localrule: True
     conda:
         "../../environment.yml"
     params:
@@ -118,9 +134,29 @@ rule toy_balancing:
         "results/analysis/balancing_toy.nc",
     log:
         "results/logs/analysis/balancing_toy.log",
+    # cheap: runs where Snakemake runs (the login node under SLURM)
+    localrule: True
     conda:
         "../../environment.yml"
     params:
         settings=toy_balancing_settings(),
     script:
         "../scripts/toy_balancing.py"
+
+
+# results/<experiment>.nc: all runs of an experiment in one hypercube (xr.open_dataset).
+rule combine_experiment:
+    input:
+        experiment_run_files,
+    output:
+        "results/{experiment}.nc",
+    log:
+        "results/logs/combine/{experiment}.log",
+    wildcard_constraints:
+        experiment=experiment_name_pattern("experiments", "gd_experiments"),
+    # cheap: runs where Snakemake runs (the login node under SLURM)
+    localrule: True
+    conda:
+        "../../environment.yml"
+    script:
+        "../scripts/combine_experiment.py"

@@ -3,7 +3,10 @@
 import os
 import re
 import sys
+import textwrap
 from pathlib import Path
+
+import yaml
 
 from lrdynamics.config import (
     ConfigError,
@@ -46,9 +49,13 @@ wildcard_constraints:
     run="[^/]+",
 
 
-def experiment_name_pattern(section):
-    """Regex matching exactly the experiment names of a config section (none: nothing)."""
-    names = sorted(CONFIG[section], key=len, reverse=True)
+def experiment_name_pattern(*sections):
+    """Regex matching exactly the experiment names of config sections (none: nothing)."""
+    names = sorted(
+        (name for section in sections for name in CONFIG[section]),
+        key=len,
+        reverse=True,
+    )
     return "|".join(re.escape(name) for name in names) or "(?!)"
 
 
@@ -63,6 +70,16 @@ def experiment_runs(experiment):
 
 def all_runs():
     return [path for experiment in RUNS for path in experiment_runs(experiment)]
+
+
+def experiment_run_files(wildcards):
+    """Input function: the run files of the experiment of the wildcards."""
+    return experiment_runs(wildcards.experiment)
+
+
+def all_experiment_datasets():
+    """results/<experiment>.nc: every experiment's runs in one hypercube."""
+    return [f"results/{experiment}.nc" for experiment in RUNS]
 
 
 def all_figures():
@@ -200,3 +217,38 @@ def toy_balancing_settings():
     spec = dict(CONFIG["figures"].get("balancing", {}))
     spec.pop("experiment", None)
     return spec
+
+
+def figure_provenance(figure):
+    """The config that made a figure, as an indented YAML block for its report caption:
+    its `figures` entry, the experiments it reads and, for SGD experiments, run_defaults.
+    """
+    spec = CONFIG["figures"].get(figure, {})
+    made = {"figures": {figure: spec}}
+    for section in ("experiments", "gd_experiments"):
+        named = {
+            name: CONFIG[section][name]
+            for name in figure_experiments(spec)
+            if name in CONFIG[section]
+        }
+        if named:
+            made[section] = named
+    if "experiments" in made and CONFIG.get("run_defaults"):
+        made["run_defaults"] = CONFIG["run_defaults"]
+    return textwrap.indent(yaml.safe_dump(made, sort_keys=False, width=88), "    ")
+
+
+def figure_labels(figure):
+    """Report labels of a figure: its name, the experiments it reads, what their grids vary."""
+    names = figure_experiment_list(figure)
+    varied = dict.fromkeys(
+        key
+        for name in names
+        for run in RUNS.get(name, {}).values()
+        for key in run["hyperparameters"]
+    )
+    return {
+        "figure": figure.replace("_", " "),
+        "experiments": ", ".join(names) or "toy model (no runs)",
+        "grid": ", ".join(varied) or "none",
+    }
