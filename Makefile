@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: demo test bench data lint format clean-results
+.PHONY: demo test bench data slurm lint format clean-results
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,10 +26,21 @@ data: $(STAMP)
 	fi
 	@$(BIN)/python -m lrdynamics.data locate fashion_mnist
 
+# Debian's SLURM and munge for the test that runs the workflow through a real SLURM
+# (tests/test_slurm.py); without them, or without root, that test is skipped with the reason.
+slurm:
+	@if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo -n); \
+	  echo "installing slurmctld slurmd slurm-client munge (for tests/test_slurm.py)"; \
+	  ($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends slurmctld slurmd slurm-client munge) >/dev/null \
+	    || echo "could not install SLURM: tests/test_slurm.py will be skipped"; \
+	fi
+
 demo: $(STAMP) data
 	$(BIN)/snakemake --cores $(CORES)
 
-test: $(STAMP) data
+test: $(STAMP) data slurm
 	$(BIN)/python -m pytest
 
 # The engine against the conventional PyTorch loop (results/bench/bench.json; README "Performance").

@@ -4,6 +4,8 @@ rule prepare_dataset:
         test=f"{DATA_DIR}/{{dataset}}/test.pt",
     log:
         "results/logs/prepare_dataset/{dataset}.log",
+    # cheap: runs where Snakemake runs (the login node under SLURM)
+    localrule: True
     conda:
         "../../environment.yml"
     params:
