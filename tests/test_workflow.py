@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,29 @@ def test_demo_chain_end_to_end(tmp_path, data):
             assert list(lsr.batch_size.values) == [25, 100]
             assert list(lsr.learning_rate.sel(experiment="lsr").values) == [0.05, 0.2]
             assert (lsr.gradient_noise > 0).all() and float(lsr.predicted_critical_batch_size.sel(experiment="lsr")) > 0
+    # One dataset per experiment: the whole grid at once, the diverged run kept as NaN.
+    with xr.open_dataset(tmp_path / "results" / "tiny.nc") as tiny:
+        assert dict(tiny.status.sizes) == {"wd": 2, "seed": 2} and (tiny.status == "completed").all()
+        assert tiny.train_loss.dims == ("seed", "wd", "step") and tiny.train_loss.notnull().all()
+    if data == "synthetic":
+        with xr.open_dataset(tmp_path / "results" / "gd_reg.nc") as reg:
+            assert list(reg.status.values) == ["completed", "diverged"]
+            blown = reg.train_loss.sel(lr=1.0e4)
+            assert int(reg.diverged_step.sel(lr=1.0e4)) == int(blown.notnull().sum()) - 1
+            assert blown.isnull().any() and reg.train_loss.sel(lr=0.01).notnull().all()
+
+        # The report: every figure, each with its caption and the config that made it.
+        proc = snakemake(tmp_path, "--report", "report.zip", "--configfile", str(cfg))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        with zipfile.ZipFile(tmp_path / "report.zip") as report:
+            names = report.namelist()
+            html = report.read("report/report.html").decode()
+        figures = sorted(p.name for p in (tmp_path / "results" / "figures").glob("*.png"))
+        assert sorted(n.rsplit("/", 1)[1] for n in names if n.endswith(".png")) == figures
+        assert html.count("The configuration that made it") == len(figures)
+        for category in ("Exponential LR (Li &amp; Arora 2020)", "Large-LR implicit biases"):
+            assert category in html or category.replace("&amp;", "&") in html
+
     png = tmp_path / "results" / "figures" / "training_curves.png"
     assert png.stat().st_size > 20_000 and (tmp_path / "results" / "figures" / "training_curves.pdf").is_file()
     log = (tmp_path / "results" / "logs" / "train" / "tiny" / "wd=0.0_seed=0.log").read_text()
@@ -194,3 +218,8 @@ def test_slurm_profile_is_valid_for_the_slurm_executor():
     proc = snakemake(REPO, "-n", "--profile", "profiles/slurm", "--configfile", "config/paper.yaml", timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "train" in proc.stdout + proc.stderr
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    extra = profile["default-resources"]["slurm_extra"]
+    assert "--signal=USR1@" in extra and not any(flag in extra for flag in ("--gres", "--gpus"))
+    for rule in ("train", "train_gd"):  # GPUs come from the rules' `gpu` resource
+        assert {"cpus_per_gpu", "mem_mb_per_cpu"} <= set(profile["set-resources"][rule])

@@ -38,14 +38,17 @@ for figure, (category, reads_runs) in FIGURE_RULES.items():
                 f"results/figures/{figure}.png",
                 caption=f"../report/{figure}.rst",
                 category=category,
-                labels={"figure": figure.replace("_", " ")},
+                labels=figure_labels(figure),
             ),
             pdf=f"results/figures/{figure}.pdf",
         log:
             f"results/logs/figures/{figure}.log",
+        localrule: True
         conda:
             "../../environment.yml"
         params:
             titles=experiment_titles(figure),
+            # shown in the report caption (a changed config redraws the figure anyway)
+            provenance=figure_provenance(figure),
         script:
             "../scripts/plot_figure.py"
