@@ -7,11 +7,10 @@ from fnmatch import fnmatchcase
 
 import jsonschema
 import pytest
-import yaml
 
-from conftest import REPO
+from lrdynamics.config import _resolve_ref, load_schema
 
-SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+SCHEMA = load_schema()
 
 # Keys without a default by design (a `*` stands for any one key). Each is absent unless
 # the user sets it, and no value of its type means "absent".
@@ -31,16 +30,6 @@ NO_DEFAULT = {
     "$defs.gd_experiment.dataset": "required in every resolved GD run",
 }
 ASSEMBLED = "defaults: see its keys"  # what the description of an object of rule (b)/(c) says
-
-
-def _resolve(spec: dict) -> dict:
-    """``spec`` with its $ref chain followed, sibling keys winning (as config._resolve_ref)."""
-    while "$ref" in spec:
-        node = SCHEMA
-        for part in spec["$ref"].lstrip("#/").split("/"):
-            node = node[part]
-        spec = {**node, **{k: v for k, v in spec.items() if k != "$ref"}}
-    return spec
 
 
 def _properties(node: dict, path: tuple = ()):
@@ -95,7 +84,7 @@ def _assembled(spec: dict, path: tuple) -> bool:
     allowlisted), so that config.schema_defaults assembles its default from them."""
     if "$ref" in spec:
         path = _ref_path(spec["$ref"])
-    spec = _resolve(spec)
+    spec = _resolve_ref(spec)
     props = spec.get("properties")
     if not props:
         return False
@@ -105,7 +94,7 @@ def _assembled(spec: dict, path: tuple) -> bool:
 
 def _free_form(spec: dict) -> bool:
     """Rule (d): a mapping of user-named entries for which {} is valid (its default)."""
-    spec = _resolve(spec)
+    spec = _resolve_ref(spec)
     return (
         spec.get("type") == "object"
         and not spec.get("properties")
@@ -175,7 +164,7 @@ def test_a_default_next_to_a_ref_is_the_targets():
     bad = []
     for path, _, spec, _ in ALL:
         if "$ref" in spec and "default" in spec:
-            target = _resolve({"$ref": spec["$ref"]})
+            target = _resolve_ref({"$ref": spec["$ref"]})
             if "default" in target and target["default"] != spec["default"]:
                 bad.append(f"{_dotted(path)}: {spec['default']!r} vs {target['default']!r}")
     assert not bad, "defaults that differ from their $ref target's:\n  " + "\n  ".join(bad)

@@ -207,9 +207,14 @@ def check_contract(ds: xr.Dataset) -> list[str]:
     return problems
 
 
+def grid_dims(obj) -> list[str]:
+    """The grid-hyperparameter dimensions of a run or of runs combined (not RUN_DIMS)."""
+    return [d for d in obj.dims if d not in RUN_DIMS]
+
+
 def drop_hyperparameter_dims(obj):
     """A run (Dataset or DataArray) without its length-1 grid-hyperparameter dimensions."""
-    return obj.squeeze([d for d in obj.dims if d not in RUN_DIMS], drop=True)
+    return obj.squeeze(grid_dims(obj), drop=True)
 
 
 class RunFileError(ValueError):
@@ -258,11 +263,6 @@ RUN_OUTCOME_ATTRS = {
 }
 # Attributes that describe the file rather than the run: never lifted into variables.
 FILE_ATTRS = ("title", "history", "Conventions")
-
-
-def grid_dims(ds: xr.Dataset) -> list[str]:
-    """The grid-hyperparameter dimensions of a run (those that are not RUN_DIMS)."""
-    return [d for d in ds.dims if d not in RUN_DIMS]
 
 
 def _scalar_attr(value) -> bool:

@@ -1,3 +1,5 @@
+# Analyses, toys and the per-experiment files are cheap: every rule here is a localrule
+# (it runs where Snakemake runs, the login node under SLURM, not as a cluster job).
 rule analyse_explr_equivalence:
     input:
         figure_experiment_runs("explr_equivalence"),
@@ -5,7 +7,6 @@ rule analyse_explr_equivalence:
         "results/analysis/explr_equivalence.nc",
     log:
         "results/logs/analysis/explr_equivalence.log",
-    # cheap: runs where Snakemake runs (the login node under SLURM)
     localrule: True
     conda:
         "../../environment.yml"
@@ -22,7 +23,6 @@ rule analyse_equilibrium:
         "results/analysis/equilibrium.nc",
     log:
         "results/logs/analysis/equilibrium.log",
-    # cheap: runs where Snakemake runs (the login node under SLURM)
     localrule: True
     conda:
         "../../environment.yml"
@@ -38,7 +38,6 @@ rule toy_scale_invariant:
         "results/analysis/scale_invariant_toy.nc",
     log:
         "results/logs/analysis/scale_invariant_toy.log",
-    # cheap: runs where Snakemake runs (the login node under SLURM)
     localrule: True
     conda:
         "../../environment.yml"
@@ -55,7 +54,6 @@ rule analyse_svag:
         "results/analysis/svag.nc",
     log:
         "results/logs/analysis/svag.log",
-    # cheap: runs where Snakemake runs (the login node under SLURM)
     localrule: True
     conda:
         "../../environment.yml"
@@ -70,7 +68,6 @@ rule analyse_lsr:
         "results/analysis/lsr.nc",
     log:
         "results/logs/analysis/lsr.log",
-    # cheap: runs where Snakemake runs (the login node under SLURM)
     localrule: True
     conda:
         "../../environment.yml"
@@ -89,7 +86,6 @@ rule analyse_adaptive:
         "results/analysis/adaptive.nc",
     log:
         "results/logs/analysis/adaptive.log",
-    # cheap: runs where Snakemake runs (the login node under SLURM)
     localrule: True
     conda:
         "../../environment.yml"
@@ -104,7 +100,6 @@ rule analyse_eos:
         "results/analysis/eos.nc",
     log:
         "results/logs/analysis/eos.log",
-    # cheap: runs where Snakemake runs (the login node under SLURM)
     localrule: True
     conda:
         "../../environment.yml"
@@ -119,7 +114,6 @@ rule toy_catapult:
         "results/analysis/catapult_toy.nc",
     log:
         "results/logs/analysis/catapult_toy.log",
-    # cheap: runs where Snakemake runs (the login node under SLURM)
     localrule: True
     conda:
         "../../environment.yml"
@@ -134,7 +128,6 @@ rule toy_balancing:
         "results/analysis/balancing_toy.nc",
     log:
         "results/logs/analysis/balancing_toy.log",
-    # cheap: runs where Snakemake runs (the login node under SLURM)
     localrule: True
     conda:
         "../../environment.yml"
@@ -154,7 +147,6 @@ rule combine_experiment:
         "results/logs/combine/{experiment}.log",
     wildcard_constraints:
         experiment=experiment_name_pattern("experiments", "gd_experiments"),
-    # cheap: runs where Snakemake runs (the login node under SLURM)
     localrule: True
     conda:
         "../../environment.yml"

@@ -223,13 +223,11 @@ def figure_provenance(figure):
     """The config that made a figure, as an indented YAML block for its report caption:
     its `figures` entry, the experiments it reads and, for SGD experiments, run_defaults.
     """
-    spec = CONFIG["figures"].get(figure, {})
-    made = {"figures": {figure: spec}}
+    made = {"figures": {figure: figure_settings(figure)}}
+    names = figure_experiment_list(figure)
     for section in ("experiments", "gd_experiments"):
         named = {
-            name: CONFIG[section][name]
-            for name in figure_experiments(spec)
-            if name in CONFIG[section]
+            name: CONFIG[section][name] for name in names if name in CONFIG[section]
         }
         if named:
             made[section] = named

@@ -1,10 +1,11 @@
+# Dataset preparation is a localrule: it runs where Snakemake runs (the login node under
+# SLURM), which is where downloads can reach the internet.
 rule prepare_dataset:
     output:
         train=f"{DATA_DIR}/{{dataset}}/train.pt",
         test=f"{DATA_DIR}/{{dataset}}/test.pt",
     log:
         "results/logs/prepare_dataset/{dataset}.log",
-    # cheap: runs where Snakemake runs (the login node under SLURM)
     localrule: True
     conda:
         "../../environment.yml"
