@@ -15,16 +15,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-# Looks where the workflow looks (lrdynamics.data.raw_locations); installs Debian's
+# Looks where the workflow looks (lrdynamics.engine.data.raw_locations); installs Debian's
 # package only when no copy is found.
 data: $(STAMP)
-	@if ! $(BIN)/python -m lrdynamics.data locate fashion_mnist >/dev/null 2>&1; then \
+	@if ! $(BIN)/python -m lrdynamics.engine.data locate fashion_mnist >/dev/null 2>&1; then \
 	  echo "Fashion-MNIST not found: installing Debian's dataset-fashion-mnist"; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  ($$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
 	    || echo "could not install dataset-fashion-mnist; see README (Data)"; \
 	fi
-	@$(BIN)/python -m lrdynamics.data locate fashion_mnist
+	@$(BIN)/python -m lrdynamics.engine.data locate fashion_mnist
 
 # Debian's SLURM and munge for the test that runs the workflow through a real SLURM
 # (tests/test_slurm.py); without them, or without root, that test is skipped with the reason.
@@ -45,7 +45,7 @@ test: $(STAMP) data slurm
 
 # The engine against the conventional PyTorch loop (results/bench/bench.json; README "Performance").
 bench: $(STAMP) data
-	$(BIN)/python workflow/scripts/bench.py
+	$(BIN)/python workflow/bench/bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,4 +1,5 @@
-"""Shared fixtures: small datasets written in the real on-disk formats, tiny configs."""
+"""Shared fixtures: small datasets written in the real on-disk formats, tiny configs
+built from the test config (config/test.yaml)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from lrdynamics.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
+TEST_CONFIG = REPO / "config" / "test.yaml"
+
+
+def test_config() -> dict:
+    """The test config as a raw config (a fresh copy)."""
+    return yaml.safe_load(TEST_CONFIG.read_text())
+
+
+test_config.__test__ = False  # a helper, not a test
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -55,23 +66,17 @@ def write_fake_fashion_mnist(folder: Path, n_train: int = 600, n_test: int = 200
 
 
 def tiny_config(data_dir: Path, **experiment) -> dict:
-    """A raw config with one dataset and one experiment ``tiny`` (overrides merged in)."""
-    config = {
-        "device": "cpu",
+    """A raw config with the test config's dataset and run defaults and one experiment
+    ``tiny`` (its keys given here), drawn by training_curves."""
+    base = test_config()
+    return {
+        "device": base["device"],
         "data_dir": str(data_dir),
-        "datasets": {"synth": {"source": "fashion_mnist"}},
-        "run_defaults": {
-            "dataset": "synth",
-            "model": {"name": "mlp", "width": 32, "depth": 2},
-            "optimizer": {"momentum": 0.9},
-            "training": {"batch_size": 50, "epochs": 2},
-            "evaluation": {"every": 0.5, "unit": "epoch", "train_samples": 200},
-            "schedule": {"name": "constant", "lr": 0.1, "wd": 5.0e-4},
-        },
+        "datasets": base["datasets"],
+        "run_defaults": base["run_defaults"],
         "experiments": {"tiny": experiment},
         "figures": {"training_curves": {"experiment": "tiny"}},
     }
-    return config
 
 
 def resolve(config: dict) -> dict:
@@ -81,7 +86,7 @@ def resolve(config: dict) -> dict:
 @pytest.fixture(scope="session")
 def synth_data_dir(tmp_path_factory) -> Path:
     """A data dir with synthetic Fashion-MNIST-format raw files, prepared as 'synth'."""
-    from lrdynamics.data import prepare_dataset
+    from lrdynamics.engine.data import prepare_dataset
 
     data_dir = tmp_path_factory.mktemp("data")
     write_fake_fashion_mnist(data_dir / "raw" / "fashion_mnist")

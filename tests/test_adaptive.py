@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import resolve, tiny_config
-from lrdynamics.adaptive import adaptive_svag_hyperparameters, scaled_beta, sqrt_scaling_rule, updates_per_step
 from lrdynamics.config import ConfigError
-from lrdynamics.schedules import build_schedule
+from lrdynamics.engine.adaptive import adaptive_svag_hyperparameters, scaled_beta, sqrt_scaling_rule, updates_per_step
+from lrdynamics.engine.schedules import build_schedule
 
 ADAM = {"name": "adam", "momentum": 0.0, "beta2": 0.99}
 
@@ -110,7 +110,7 @@ def _reference_adam(w, grads, lr, beta1, beta2, eps, wd):
 
 @pytest.mark.parametrize("name", ["adam", "rmsprop"])
 def test_engine_optimizer_is_adam_with_coupled_wd_and_rmsprop_is_beta1_zero(name):
-    from lrdynamics.train import build_optimizer
+    from lrdynamics.engine.optimizers import build_optimizer
 
     rng = np.random.default_rng(0)
     w0 = rng.normal(size=7)
@@ -132,19 +132,19 @@ def test_engine_optimizer_is_adam_with_coupled_wd_and_rmsprop_is_beta1_zero(name
 @pytest.mark.parametrize("name", ["adam", "rmsprop"])
 def test_adaptive_svag_with_l_1_is_exactly_the_optimizer(synth_data_dir, name):
     """Training with svag=1 equals a hand-written torch.optim.Adam loop on the same batches."""
-    from lrdynamics.train import Training
+    from lrdynamics.engine.trainer import Trainer
 
     optimizer = {**ADAM, "name": name, "svag": 1}
     run = adaptive_runs(synth_data_dir, optimizer)["run"]
-    engine = Training(run, threads=1)
-    assert engine.updates_per_step == 1 and engine.n_updates == engine.n_steps
+    engine = Trainer(run, threads=1)
+    assert engine.timeline.updates_per_step == 1 and engine.timeline.n_updates == engine.timeline.n_steps
     engine.fit()
-    ref = Training(run, threads=1)  # same init, same data stream
+    ref = Trainer(run, threads=1)  # same init, same data stream
     params = [p for p in ref.model.parameters() if p.requires_grad]
     opt = run["optimizer"]
     adam = torch.optim.Adam(params, lr=1e-3, betas=(opt["beta1"], opt["beta2"]), eps=opt["eps"], weight_decay=1e-4)
     ref.model.train()
-    for _ in range(ref.n_updates):
+    for _ in range(ref.timeline.n_updates):
         x, y = ref.streams[0].next()
         adam.zero_grad(set_to_none=True)
         F.cross_entropy(ref.model(x), y).backward()
@@ -156,8 +156,9 @@ def test_adaptive_svag_with_l_1_is_exactly_the_optimizer(synth_data_dir, name):
 
 @pytest.mark.parametrize("name", ["adam", "rmsprop"])
 def test_adaptive_svag_run_takes_l_squared_updates_with_scaled_hyperparameters(synth_data_dir, tmp_path, name):
-    from lrdynamics.record import check_contract
-    from lrdynamics.train import Training, train
+    from lrdynamics.engine.job import train
+    from lrdynamics.engine.runfile import check_contract
+    from lrdynamics.engine.trainer import Trainer
 
     optimizer = {**ADAM, "name": name}
     runs = adaptive_runs(
@@ -166,9 +167,9 @@ def test_adaptive_svag_run_takes_l_squared_updates_with_scaled_hyperparameters(s
         schedule={"name": "step", "lr": 1e-3, "wd": 1e-4, "milestones": [1]},
         grid={"optimizer.svag": [1, 2]},
     )
-    engine = Training(runs["svag=2"], threads=1)
+    engine = Trainer(runs["svag=2"], threads=1)
     # 600 images, B=50: 12 effective steps per epoch, 2 epochs; l=2 makes 4x the updates
-    assert engine.updates_per_step == 4 and engine.n_updates == 4 * 24
+    assert engine.timeline.updates_per_step == 4 and engine.timeline.n_updates == 4 * 24
     group = engine.optimizer.param_groups[0]
     beta1 = 0.9 if name == "adam" else 0.0
     assert group["betas"][0] == pytest.approx(1 - (1 - beta1) / 4 if beta1 else 0.0)
@@ -186,13 +187,13 @@ def test_adaptive_svag_run_takes_l_squared_updates_with_scaled_hyperparameters(s
 
 
 def test_svag_loss_of_adaptive_svag_uses_the_l_squared_coefficients(synth_data_dir, monkeypatch):
-    import lrdynamics.train as train_module
+    import lrdynamics.engine.trainer as trainer_module
 
     seen = []
-    real = train_module.svag_loss
-    monkeypatch.setattr(train_module, "svag_loss", lambda *a: seen.append(a[-1]) or real(*a))
+    real = trainer_module.svag_loss
+    monkeypatch.setattr(trainer_module, "svag_loss", lambda *a: seen.append(a[-1]) or real(*a))
     runs = adaptive_runs(synth_data_dir, {**ADAM, "svag": 3})
-    engine = train_module.Training(runs["run"], threads=1)
+    engine = trainer_module.Trainer(runs["run"], threads=1)
     engine.start_updates()
     engine.update(0)
     assert seen == [9]  # c1,2 = (1 +- sqrt(2*9 - 1))/2
@@ -279,8 +280,8 @@ def test_adaptive_figures_check_their_experiments(synth_data_dir):
 
 
 def test_adaptive_analysis_of_real_runs(synth_data_dir, tmp_path):
-    from lrdynamics.adaptive_analysis import adaptive_analysis
-    from lrdynamics.train import train
+    from lrdynamics.engine.job import train
+    from lrdynamics.studies.adaptive_sde.analysis import adaptive_analysis
 
     scaling = adaptive_runs(
         synth_data_dir,

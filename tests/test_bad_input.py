@@ -17,9 +17,9 @@ import torch
 import xarray as xr
 
 from conftest import REPO, resolve, tiny_config, write_fake_fashion_mnist
-from lrdynamics.data import DatasetError, load_prepared, prepare_dataset, read_raw
-from lrdynamics.record import RunFileError, open_runs
-from lrdynamics.train import train
+from lrdynamics.engine.data import DatasetError, load_prepared, prepare_dataset, read_raw
+from lrdynamics.engine.job import train
+from lrdynamics.engine.runfile import RunFileError, open_runs
 
 
 def prepared(tmp_path) -> Path:
@@ -49,12 +49,12 @@ def missing_prepared(tmp_path):
 
 
 def missing_raw(tmp_path, monkeypatch):
-    monkeypatch.setattr("lrdynamics.data.DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    monkeypatch.setattr("lrdynamics.engine.data.DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
     return lambda: read_raw("fashion_mnist", tmp_path / "empty")
 
 
 def truncated_raw(tmp_path, monkeypatch):
-    monkeypatch.setattr("lrdynamics.data.DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    monkeypatch.setattr("lrdynamics.engine.data.DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
     folder = write_fake_fashion_mnist(tmp_path / "raw" / "fashion_mnist", n_train=50, n_test=10)
     gz = folder / "train-images-idx3-ubyte.gz"
     gz.write_bytes(gz.read_bytes()[:200])

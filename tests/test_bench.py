@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from lrdynamics.data import raw_locations
+from lrdynamics.engine.data import raw_locations
 
 KEYS = [
     "train_speedup_vs_reference",
@@ -31,7 +31,7 @@ KEYS = [
 def test_quick_bench_writes_every_key(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "workflow/scripts/bench.py", "--quick", "--out", str(out)],
+        [sys.executable, "workflow/bench/bench.py", "--quick", "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -7,7 +7,6 @@ import yaml
 
 from conftest import REPO, resolve, tiny_config
 from lrdynamics.config import (
-    RESERVED_NAMES,
     ConfigError,
     format_value,
     grid_aliases,
@@ -15,6 +14,7 @@ from lrdynamics.config import (
     load_schema,
     schema_defaults,
 )
+from lrdynamics.engine.contract import RESERVED_NAMES
 
 
 def test_shipped_configs_validate():

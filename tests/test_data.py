@@ -1,4 +1,5 @@
-"""Unit tests for lrdynamics.data (raw formats, preparation, loading) and lrdynamics.augment."""
+"""Unit tests for lrdynamics.engine.data (raw formats, preparation, loading) and the batch
+augmentation of lrdynamics.engine.batches."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import pytest
 import torch
 
 from conftest import idx_bytes, write_idx
-from lrdynamics import augment, data
-from lrdynamics.data import DatasetError
+from lrdynamics.engine import batches, data
+from lrdynamics.engine.data import DatasetError
 
 DEBIAN_TRAIN_IMAGES = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
@@ -646,7 +647,7 @@ def test_load_prepared_intact(prepared):
 def test_random_crop_matches_reference(hp, wp, size):
     n, c = 64, 3
     padded = torch.randint(0, 256, (n, c, hp, wp), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-    out = augment.random_crop(padded, size, torch.Generator().manual_seed(1234))
+    out = batches.random_crop(padded, size, torch.Generator().manual_seed(1234))
     assert out.shape == (n, c, size, size)
     assert out.dtype == padded.dtype
 
@@ -660,9 +661,9 @@ def test_random_crop_matches_reference(hp, wp, size):
 
 def test_random_crop_float_and_determinism():
     padded = torch.randn(16, 1, 10, 10, generator=torch.Generator().manual_seed(3))
-    a = augment.random_crop(padded, 6, torch.Generator().manual_seed(7))
-    b = augment.random_crop(padded, 6, torch.Generator().manual_seed(7))
-    c = augment.random_crop(padded, 6, torch.Generator().manual_seed(8))
+    a = batches.random_crop(padded, 6, torch.Generator().manual_seed(7))
+    b = batches.random_crop(padded, 6, torch.Generator().manual_seed(7))
+    c = batches.random_crop(padded, 6, torch.Generator().manual_seed(8))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
     # every crop is a window of its own image
@@ -674,14 +675,14 @@ def test_random_crop_float_and_determinism():
 def test_random_crop_no_padding_is_identity():
     images = torch.rand(8, 3, 16, 16)
     g = torch.Generator().manual_seed(0)
-    assert torch.equal(augment.random_crop(images, 16, g), images)
+    assert torch.equal(batches.random_crop(images, 16, g), images)
 
 
 def test_random_crop_consumes_generator():
     # two calls on one generator give different crops (the generator state advances)
     padded = torch.arange(2 * 1 * 20 * 20, dtype=torch.float32).reshape(2, 1, 20, 20).repeat(50, 1, 1, 1)
     g = torch.Generator().manual_seed(0)
-    assert not torch.equal(augment.random_crop(padded, 8, g), augment.random_crop(padded, 8, g))
+    assert not torch.equal(batches.random_crop(padded, 8, g), batches.random_crop(padded, 8, g))
 
 
 def test_random_flip():
@@ -690,14 +691,14 @@ def test_random_flip():
     mirrored = images.flip(3)
     asymmetric = (images != mirrored).flatten(1).any(1)
     assert asymmetric.all()
-    out = augment.random_flip(images, torch.Generator().manual_seed(42))
+    out = batches.random_flip(images, torch.Generator().manual_seed(42))
     assert out.shape == images.shape and out.dtype == images.dtype
     same = (out == images).flatten(1).all(1)
     flipped = (out == mirrored).flatten(1).all(1)
     assert (same | flipped).all(), "each image is either unchanged or mirrored left-right"
     assert not (same & flipped).any()
     assert 0.45 <= flipped.float().mean().item() <= 0.55
-    again = augment.random_flip(images, torch.Generator().manual_seed(42))
+    again = batches.random_flip(images, torch.Generator().manual_seed(42))
     assert torch.equal(out, again)
     # the flip is left-right (last axis), never up-down
     assert not (out == images.flip(2)).flatten(1).all(1).any()

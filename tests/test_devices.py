@@ -11,10 +11,11 @@ import torch
 
 from conftest import REPO, resolve, tiny_config
 from lrdynamics.config import ConfigError
-from lrdynamics.devices import CHANNELS_LAST, channels_last_hazard, claim_slot, gpu_slot, use_channels_last
-from lrdynamics.intrinsic import angle_between, chord_angle, unit_direction
-from lrdynamics.models import build_model
-from lrdynamics.train import Training, train
+from lrdynamics.engine.devices import CHANNELS_LAST, channels_last_hazard, claim_slot, gpu_slot, use_channels_last
+from lrdynamics.engine.job import train
+from lrdynamics.engine.models import build_model
+from lrdynamics.engine.quantities import angle_between, chord_angle, unit_direction
+from lrdynamics.engine.trainer import Trainer
 
 
 def test_slots_spread_over_gpus_then_fill_and_then_wait(tmp_path):
@@ -32,7 +33,7 @@ def test_slots_spread_over_gpus_then_fill_and_then_wait(tmp_path):
 def test_a_killed_job_frees_its_slot(tmp_path):
     """The kernel drops a flock when its process dies: no stale slot after a SIGKILL."""
     code = (
-        "import sys, time; from pathlib import Path; from lrdynamics.devices import claim_slot; "
+        "import sys, time; from pathlib import Path; from lrdynamics.engine.devices import claim_slot; "
         f"held = claim_slot(1, 1, Path({str(tmp_path)!r})); print('held', flush=True); time.sleep(60)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO)
@@ -113,7 +114,7 @@ def test_channels_last_is_the_same_training_up_to_rounding(synth_data_dir, tmp_p
     runs = {cl: cnn_run(synth_data_dir, channels_last=cl) for cl in (True, False)}
     out = {cl: train(run, tmp_path / f"cl{cl}.nc", threads=1) for cl, run in runs.items()}
     assert out[True].attrs["channels_last"] == 1 and out[False].attrs["channels_last"] == 0
-    conv = next(m for m in Training(runs[True]).model.modules() if isinstance(m, torch.nn.Conv2d))
+    conv = next(m for m in Trainer(runs[True]).model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     np.testing.assert_allclose(out[True].train_loss.values, out[False].train_loss.values, rtol=1e-3)
 

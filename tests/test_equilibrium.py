@@ -3,7 +3,10 @@
 import numpy as np
 import pytest
 
-from lrdynamics.equilibrium import (
+from lrdynamics.studies.intrinsic_lr.equilibrium import (
+    equilibrium_angular_update,
+    equilibrium_effective_lr,
+    equilibrium_weight_norm,
     fit_loglog_slope,
     l1_distance,
     l1_noise_floor,
@@ -11,8 +14,13 @@ from lrdynamics.equilibrium import (
     merge_time,
     time_to_equilibrium,
 )
-from lrdynamics.intrinsic import equilibrium_angular_update, equilibrium_effective_lr, equilibrium_weight_norm
-from lrdynamics.toys import scale_invariant_gd, scale_invariant_loss_and_grad
+from lrdynamics.studies.intrinsic_lr.toy import (
+    scale_invariant_dataset,
+    scale_invariant_gd,
+    scale_invariant_loss_and_grad,
+)
+
+RULE = {"tolerance": 0.1, "final_fraction": 0.2}  # the equilibrium rule (the schema's defaults)
 
 
 def test_label_distribution_and_l1():
@@ -38,13 +46,13 @@ def test_noise_floor_shrinks_with_more_seeds():
 def test_time_to_equilibrium_rule():
     steps = np.arange(0, 1000, 10)
     curve = 1 - np.exp(-steps / 100)  # relaxes with time constant 100
-    t = time_to_equilibrium(steps, curve, tolerance=0.1)
+    t = time_to_equilibrium(steps, curve, **RULE)
     assert t == pytest.approx(100 * np.log(10), abs=10)  # |1 - c| <= 0.1 from t = 100 ln 10
-    assert np.isnan(time_to_equilibrium(steps, steps.astype(float)))  # never settles
-    assert time_to_equilibrium(steps, np.ones_like(steps, dtype=float)) == 0
+    assert np.isnan(time_to_equilibrium(steps, steps.astype(float), **RULE))  # never settles
+    assert time_to_equilibrium(steps, np.ones_like(steps, dtype=float), **RULE) == 0
     spiky = curve.copy()
     spiky[70] = 3.0  # leaves the band late: equilibrium only after that
-    assert time_to_equilibrium(steps, spiky) == 710
+    assert time_to_equilibrium(steps, spiky, **RULE) == 710
 
 
 def test_loglog_slope_recovers_a_power_law_with_ci():
@@ -60,7 +68,7 @@ def test_loglog_slope_recovers_a_power_law_with_ci():
 def test_equilibrium_predictions():
     assert equilibrium_angular_update(0.1, 5e-4, 0.0) == pytest.approx(np.sqrt(1e-4))
     assert equilibrium_angular_update(0.1, 5e-4, 0.9) == pytest.approx(np.sqrt(1e-4 / 1.9))
-    # papers.md, no momentum: |w|^4 = eta sigma2 / (2 lambda); effective LR = sqrt(2 eta lambda)/sigma
+    # no momentum (docs/science.md section 3): |w|^4 = eta sigma2 / (2 lambda); effective LR = sqrt(2 eta lambda)/sigma
     norm = equilibrium_weight_norm(0.1, 5e-4, 0.0, sigma2=4.0)
     assert norm**4 == pytest.approx(0.1 * 4.0 / 1e-3)
     assert equilibrium_effective_lr(0.1, 5e-4, 0.0, 4.0) == pytest.approx(np.sqrt(2 * 0.1 * 5e-4) / 2.0)
@@ -93,30 +101,30 @@ def test_merge_time_ignores_a_shared_drift():
     drift = 1 + steps / 2000  # the equilibrium level itself creeps up by 2x
     above = drift * (1 + 15 * np.exp(-steps / 100))  # relaxes from above
     below = drift * (1 - 0.9 * np.exp(-steps / 100))  # and from below
-    t = merge_time(steps, above, below, tolerance=0.1)
+    t = merge_time(steps, above, below, **RULE)
     # (1 + 15 e) / (1 - 0.9 e) <= 1.1 with e = exp(-t/100): e <= 0.1/15.99, t >= 100 ln 159.9 = 507
     assert 500 <= t <= 520
     # a single curve with that drift never settles within 10% of its final level in time
-    assert np.isnan(time_to_equilibrium(steps, above)) or time_to_equilibrium(steps, above) > 1000
-    assert np.isnan(merge_time(steps, above, 2 * below))  # runs that never meet
+    assert np.isnan(time_to_equilibrium(steps, above, **RULE)) or time_to_equilibrium(steps, above, **RULE) > 1000
+    assert np.isnan(merge_time(steps, above, 2 * below, **RULE))  # runs that never meet
     noisy = above * (1 + 0.3 * (steps == 1500))  # a late excursion does not move the meeting
-    assert merge_time(steps, noisy, below) == t
+    assert merge_time(steps, noisy, below, **RULE) == t
 
 
 def test_equilibrium_analysis_and_figures_on_tiny_runs(synth_data_dir, tmp_path):
-    import xarray as xr
 
     from conftest import resolve, tiny_config
-    from lrdynamics.equilibrium import equilibrium_analysis
-    from lrdynamics.plotting import (
+    from lrdynamics.engine.job import train
+    from lrdynamics.engine.runfile import check_contract
+    from lrdynamics.figures.common import FigureInputs
+    from lrdynamics.figures.intrinsic_lr import (
         plot_angular_update,
         plot_equilibrium_time_scaling,
         plot_intrinsic_lr_equilibrium,
         plot_scale_invariant_toy,
         plot_small_lr_generalization,
     )
-    from lrdynamics.record import check_contract
-    from lrdynamics.train import train
+    from lrdynamics.studies.intrinsic_lr.equilibrium import equilibrium_analysis
 
     def runs(name, **experiment):
         out = []
@@ -138,7 +146,8 @@ def test_equilibrium_analysis_and_figures_on_tiny_runs(synth_data_dir, tmp_path)
     }
     scaling = runs("s", evaluation={"every": 3, "unit": "step"},
                    grid={"schedule.wd": [1.0e-2, 4.0e-2], "training.init_scale": [0.25, 4.0]})  # fmt: skip
-    analysis = equilibrium_analysis(histories, scaling, [*histories["a"], *histories["b"], *scaling])
+    history_runs = [*histories["a"], *histories["b"]]
+    analysis = equilibrium_analysis(history_runs, scaling, [], metric="total_effective_lr", **RULE)
     assert check_contract(analysis.assign_attrs(config_json="{}", status="completed")) == []
     assert analysis.l1_distance_to_reference.sel(schedule="a").max() == 0  # the reference vs itself
     assert list(analysis.intrinsic_lr.values) == pytest.approx([0.01, 0.04])
@@ -147,14 +156,12 @@ def test_equilibrium_analysis_and_figures_on_tiny_runs(synth_data_dir, tmp_path)
     np.testing.assert_allclose(analysis.angular_update_predicted, np.sqrt(2 * lr_e * 0.1 / 1.9))
     assert (analysis.angular_update_measured > 0).all()
     assert not analysis.reached_equilibrium.any()  # 24 steps < 1/intrinsic LR (>= 25 steps)
-    toy = xr.Dataset(
-        {k: (("wd", "step"), np.stack([scale_invariant_gd(wd=w, steps=50)[k] for w in (0.0, 0.1)]))
-         for k in ("loss", "weight_norm", "effective_lr")},
-        coords={"wd": [0.0, 0.1], "step": np.arange(51)}, attrs={"title": "toy"},
-    )  # fmt: skip
-    plot_intrinsic_lr_equilibrium(histories, {}, analysis, tmp_path / "h.png")
-    plot_equilibrium_time_scaling(scaling, analysis, tmp_path / "s.png")
-    plot_small_lr_generalization([*histories["a"], *histories["b"]], tmp_path / "l.png")
-    plot_angular_update(analysis, tmp_path / "u.png")
-    plot_scale_invariant_toy(toy, tmp_path / "t.png")
+    toy = scale_invariant_dataset(lr=0.1, wds=[0.0, 0.1], steps=50)
+    np.testing.assert_array_equal(toy.loss.sel(wd=0.1), scale_invariant_gd(lr=0.1, wd=0.1, steps=50)["loss"])
+    equilibrium = {"equilibrium": analysis}
+    plot_intrinsic_lr_equilibrium(FigureInputs(history_runs, {"a": "", "b": ""}, equilibrium), tmp_path / "h.png")
+    plot_equilibrium_time_scaling(FigureInputs(scaling, {"s": ""}, equilibrium), tmp_path / "s.png")
+    plot_small_lr_generalization(FigureInputs(history_runs, {"a": "", "b": ""}), tmp_path / "l.png")
+    plot_angular_update(FigureInputs(analyses=equilibrium), tmp_path / "u.png")
+    plot_scale_invariant_toy(FigureInputs(analyses={"scale_invariant_toy": toy}), tmp_path / "t.png")
     assert all((tmp_path / f).stat().st_size > 20_000 for f in ("h.png", "s.png", "l.png", "u.png", "t.png"))

@@ -5,10 +5,11 @@ import pytest
 
 from conftest import resolve, tiny_config
 from lrdynamics.config import ConfigError
-from lrdynamics.equivalence import explr_equivalence
-from lrdynamics.plotting import plot_explr_equivalence, plot_explr_weight_norm, plot_schedule_comparison
-from lrdynamics.record import check_contract
-from lrdynamics.train import train
+from lrdynamics.engine.job import train
+from lrdynamics.engine.runfile import check_contract
+from lrdynamics.figures.common import FigureInputs
+from lrdynamics.figures.exponential_lr import plot_explr_equivalence, plot_explr_weight_norm, plot_texp_vs_step
+from lrdynamics.studies.exponential_lr.equivalence import explr_equivalence
 
 GRID = {"schedule.wd_as_exp_lr": [False, True], "training.perturb_init": [False, True]}
 EVAL = {"every": 6, "unit": "step", "logit_samples": 50, "bn_recalibration_samples": 300}
@@ -40,9 +41,9 @@ def test_analysis_of_an_exact_pair(step_runs, tmp_path):
     assert float(pair.max_abs_logit_diff.max()) < 1e-3  # float32, 24 steps: no chaos yet
     assert bool(pair.within_chaos_criterion)
     np.testing.assert_allclose(pair.test_accuracy_diff, 0, atol=0.01)
-    plot_explr_equivalence(analysis, tmp_path / "eq.png")
-    plot_schedule_comparison({"explr_step": step_runs}, {}, tmp_path / "cmp.png")
-    plot_explr_weight_norm(step_runs, tmp_path / "norm.png")
+    plot_explr_equivalence(FigureInputs(analyses={"explr_equivalence": analysis}), tmp_path / "eq.png")
+    plot_texp_vs_step(FigureInputs(step_runs, {"explr_step": ""}), tmp_path / "cmp.png")
+    plot_explr_weight_norm(FigureInputs(step_runs, {"explr_step": ""}), tmp_path / "norm.png")
     assert all((tmp_path / f).stat().st_size > 20_000 for f in ("eq.png", "cmp.png", "norm.png"))
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import resolve, tiny_config
-from lrdynamics.train import Training
+from lrdynamics.engine.trainer import Trainer
 
 # 600 synthetic images, B=50: 12 steps per epoch; 200/12 epochs = 200 steps.
 EPOCHS_200_STEPS = 200 / 12
@@ -26,19 +26,19 @@ def run_of(data_dir, schedule, **training):
     return resolve(config)["runs"]["tiny"]["run"]
 
 
-def fit(run) -> Training:
-    training = Training(run, threads=1)
+def fit(run) -> Trainer:
+    training = Trainer(run, threads=1)
     status = training.fit()
-    assert status["status"] == "completed" and training.n_steps == 200
+    assert status["status"] == "completed" and training.timeline.n_steps == 200
     return training
 
 
-def true_weights(training: Training) -> torch.Tensor:
-    return torch.cat([p.detach().flatten() for p in training.layers.values()]) * 2.0**training.log2_scale
+def true_weights(training: Trainer) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in training.layers.values()]) * 2.0**training.scale.log2
 
 
-def logits(training: Training) -> np.ndarray:
-    return np.stack(training.records["test_logits"])
+def logits(training: Trainer) -> np.ndarray:
+    return np.stack(training.recorder.rows["test_logits"])
 
 
 def relative(a, b) -> float:
@@ -85,15 +85,17 @@ def test_rescaling_is_exact_in_float32(synth_data_dir):
     schedule = {"name": "constant", "lr": 0.4, "wd": 5.0e-3, "wd_as_exp_lr": True}
     plain = fit(run_of(synth_data_dir, schedule, dtype="float32", rescale_log2=None))
     rescaled = fit(run_of(synth_data_dir, schedule, dtype="float32", rescale_log2=1))
-    assert rescaled.log2_scale >= 2  # it did rescale, more than once
+    assert rescaled.scale.log2 >= 2  # it did rescale, more than once
     np.testing.assert_array_equal(logits(rescaled), logits(plain))
-    np.testing.assert_allclose(rescaled.records["total_weight_norm"], plain.records["total_weight_norm"], rtol=1e-6)
+    np.testing.assert_allclose(
+        rescaled.recorder.rows["total_weight_norm"], plain.recorder.rows["total_weight_norm"], rtol=1e-6
+    )
 
 
 def test_one_ulp_perturbation_is_tiny_and_real(synth_data_dir):
     schedule = {"name": "constant", "lr": 0.1, "wd": 5.0e-4}
-    a = Training(run_of(synth_data_dir, schedule, dtype="float32"), threads=1)
-    b = Training(run_of(synth_data_dir, schedule, dtype="float32", perturb_init=True), threads=1)
+    a = Trainer(run_of(synth_data_dir, schedule, dtype="float32"), threads=1)
+    b = Trainer(run_of(synth_data_dir, schedule, dtype="float32", perturb_init=True), threads=1)
     for pa, pb in zip(a.model.parameters(), b.model.parameters()):
         diff = (pb - pa).abs()
         assert (diff > 0).all() and (diff <= torch.finfo(torch.float32).eps * pa.abs().clamp_min(1e-30)).all()

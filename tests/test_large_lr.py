@@ -1,4 +1,4 @@
-"""Large-LR implicit biases (papers.md section 5): sharpness, full-batch GD runs, the
+"""Large-LR implicit biases (docs/science.md section 6): sharpness, full-batch GD runs, the
 catapult and balancing toys, the EoS analysis and the GD config."""
 
 import copy
@@ -9,15 +9,19 @@ import torch
 import torch.nn.functional as F
 
 from conftest import resolve, tiny_config
-from lrdynamics.balancing import balancing_dataset, balancing_gd
-from lrdynamics.catapult import catapult_dataset, catapult_gd, catapult_summary
 from lrdynamics.config import ConfigError
-from lrdynamics.eos import OUTCOMES, eos_analysis, run_summary
-from lrdynamics.gd import GradientDescent, gd_loss, gd_run_dataset, huber_loss, mse_loss, train_gd
-from lrdynamics.hessian import exact_hessian, sharpness
-from lrdynamics.models import fc_net, set_layer_norms, weight_layers
-from lrdynamics.record import check_contract, open_runs
-from lrdynamics.train import Interrupted
+from lrdynamics.engine.checkpoint import Interrupted
+from lrdynamics.engine.gd import GradientDescent, gd_loss, huber_loss, mse_loss
+from lrdynamics.engine.hessian import exact_hessian, sharpness
+from lrdynamics.engine.job import train
+from lrdynamics.engine.models import fc_net, set_layer_norms, weight_layers
+from lrdynamics.engine.runfile import check_contract, gd_run_dataset, open_runs
+from lrdynamics.studies.large_lr.balancing import balancing_dataset, balancing_gd
+from lrdynamics.studies.large_lr.catapult import catapult_dataset, catapult_gd, catapult_summary
+from lrdynamics.studies.large_lr.eos import OUTCOMES, eos_analysis, run_summary
+
+EOS = {"band": 0.15, "late_fraction": 0.25}  # the EoS analysis settings (the schema's defaults)
+SCALAR = (1, 1, 1)  # the scalar balancing problem
 
 # --- sharpness ---------------------------------------------------------------------------
 
@@ -144,10 +148,10 @@ def test_a_gd_step_is_plain_gradient_descent_on_the_full_batch(synth_data_dir):
 def test_divergence_is_recorded_not_fatal(synth_data_dir, tmp_path):
     run = gd_run(synth_data_dir, lr=1.0e5)
     out = tmp_path / "g.nc"
-    train_gd(run, out, threads=1)
+    train(run, out, threads=1)
     (ds,) = open_runs([out])
     assert ds.attrs["status"] == "diverged" and 0 < ds.attrs["diverged_step"] < 40
-    summary = run_summary(ds)
+    summary = run_summary(ds, **EOS)
     assert summary["outcome"] == OUTCOMES.index("diverged") and np.isnan(summary["late_sharpness_ratio"])
 
 
@@ -218,9 +222,9 @@ def test_gd_grid_resolves_into_named_runs(synth_data_dir):
 
 
 def test_catapult_square_loss_follows_the_exact_gd_map():
-    """papers.md: f' = f (1 - eta lam + eta^2 f^2 / n), lam' = lam + (eta f^2 / n)(eta lam - 4)."""
+    """docs/science.md section 6: f' = f (1 - eta lam + eta^2 f^2 / n), lam' = lam + (eta f^2 / n)(eta lam - 4)."""
     n = 50
-    run = catapult_gd([2.5], "square", width=n, steps=5)
+    run = catapult_gd([2.5], "square", width=n, steps=5, seed=0, huber_delta=1.0)
     f, eta_lam = run["f"][0], run["eta_lambda"][0]
     eta = run["lr"][0]
     lam = eta_lam / eta
@@ -231,7 +235,7 @@ def test_catapult_square_loss_follows_the_exact_gd_map():
 
 def test_catapult_window_spikes_and_converges_between_two_and_four_and_diverges_above():
     c = [1.0, 1.8, 2.2, 2.6, 3.0, 3.4, 3.8, 4.2, 5.0]
-    summary = catapult_summary(catapult_gd(c, "square", width=1000, steps=300))
+    summary = catapult_summary(catapult_gd(c, "square", width=1000, steps=300, seed=0, huber_delta=1.0))
     inside = (np.array(c) > 2) & (np.array(c) < 4)
     assert (summary["outcome"][inside] == 1).all()  # catapult: spike, then converged
     assert (summary["spike_height"][inside] > 5).all()  # 6x at c = 2.2 up to 240x at 3.8
@@ -243,7 +247,7 @@ def test_catapult_window_spikes_and_converges_between_two_and_four_and_diverges_
 def test_balancing_step_multiplies_the_imbalance_by_the_gd_factor():
     """x^2 - y^2 after one step = (x^2 - y^2)(1 - h^2 l'(xy - 1)^2), for each loss."""
     for loss, grad in (("square", lambda r: r), ("quartic", lambda r: r**3), ("huber", lambda r: np.clip(r, -1, 1))):
-        run = balancing_gd([0.5], loss, x_norm=1.3, y_norm=0.4, steps=1)
+        run = balancing_gd([0.5], loss, SCALAR, x_norm=1.3, y_norm=0.4, steps=1, seed=0, huber_delta=1.0)
         h = run["lr"][0]
         x, y = 1.3, 0.4
         factor = 1 - h**2 * grad(x * y - 1) ** 2
@@ -254,41 +258,23 @@ def test_balancing_step_multiplies_the_imbalance_by_the_gd_factor():
 
 
 def test_balancing_needs_a_large_step_and_the_quartic_loss_never_balances():
-    run = balancing_gd([1.0, 3.0, 4.5], "square", steps=2000)
+    run = balancing_gd([1.0, 3.0, 4.5], "square", SCALAR, 4.0, 0.1, steps=2000, seed=0, huber_delta=1.0)
     final = run["balance"][:, -1]
     assert final[0] > 3.5  # small step: the imbalance of the start stays
     assert abs(final[1]) < 0.5  # c = 3: balanced
     assert run["diverged_step"][2] >= 0
-    quartic = balancing_gd([1.0, 3.0, 4.5], "quartic", steps=2000)
+    quartic = balancing_gd([1.0, 3.0, 4.5], "quartic", SCALAR, 4.0, 0.1, steps=2000, seed=0, huber_delta=1.0)
     assert (quartic["balance"][:, -1] > 3.5).all() and (quartic["diverged_step"] < 0).all()
     # the sharpness of the scalar problem at init is about x0^2 = 16 (square loss)
     assert run["sharpness"][0, 0] == pytest.approx(16.0, rel=0.02)
 
 
 def test_toy_datasets_have_the_contract_attributes():
-    cat = catapult_dataset(
-        {
-            "eta_lambda0": [1.0, 3.0],
-            "losses": ["square", "huber"],
-            "width": 100,
-            "steps": 20,
-            "seed": 0,
-            "huber_delta": 1.0,
-        }
-    )
+    cat = catapult_dataset(eta_lambda0=[1.0, 3.0], losses=["square", "huber"], width=100, steps=20, seed=0,
+                           huber_delta=1.0)  # fmt: skip
     assert dict(cat.sizes) == {"loss_function": 2, "eta_lambda0": 2, "t": 21}
-    bal = balancing_dataset(
-        {
-            "c": [1.0, 3.0],
-            "losses": ["square"],
-            "x_norm": 4.0,
-            "y_norm": 0.1,
-            "matrix_shape": [3, 3, 2],
-            "steps": 20,
-            "seed": 0,
-            "huber_delta": 1.0,
-        }  # fmt: skip
-    )
+    bal = balancing_dataset(c=[1.0, 3.0], losses=["square"], x_norm=4.0, y_norm=0.1, matrix_shape=[3, 3, 2],
+                            steps=20, seed=0, huber_delta=1.0)  # fmt: skip
     assert dict(bal.sizes) == {"loss_function": 1, "problem": 2, "c": 2, "step": 21}
     for ds in (cat, bal):
         assert all({"long_name", "units"} <= set(v.attrs) for v in ds.data_vars.values())
@@ -327,14 +313,14 @@ def test_eos_summary_measures_the_late_ratio_spike_and_balance():
     assert s["spike_height"] == pytest.approx(3.0)
     assert s["outcome"] == OUTCOMES.index("catapult_then_eos")
     assert s["initial_balance"] == 81.0 and s["final_balance"] == pytest.approx((5.0 - 10.0) ** 2)
-    below = run_summary(synthetic_gd_run([10, 11, 12, 12], [1.0, 0.5], lr=0.1))
+    below = run_summary(synthetic_gd_run([10, 11, 12, 12], [1.0, 0.5], lr=0.1), **EOS)
     assert below["reached_eos"] == 0 and below["outcome"] == OUTCOMES.index("stable")
 
 
 def test_eos_analysis_stacks_runs_of_different_lengths():
     a = synthetic_gd_run([10, 20, 21], [1.0, 0.5, 0.4], lr=0.1, name="a")
     b = synthetic_gd_run([10, 30], [1.0, 1e9], lr=1.0, status="diverged", diverged_step=1, name="b")
-    eos = eos_analysis([a, b])
+    eos = eos_analysis([a, b], **EOS)
     assert eos.sizes["run"] == 2 and eos.sizes["step"] == 3
     assert np.isnan(float(eos.train_loss.sel(run="e/b", step=2)))
     assert list(eos.outcome.values) == [OUTCOMES.index("eos"), OUTCOMES.index("diverged")]

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrdynamics.config import load_schema, schema_defaults
-from lrdynamics.models import build_model, scale_invariance_error, weight_layers
+from lrdynamics.engine.models import build_model, scale_invariance_error, weight_layers
 
 DEFAULTS = schema_defaults(load_schema()["$defs"]["run"]["properties"]["model"])
 

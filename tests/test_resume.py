@@ -19,10 +19,10 @@ import pytest
 import xarray as xr
 
 from conftest import REPO, resolve, tiny_config
-from lrdynamics import train as train_module
-from lrdynamics.checkpoint import MAGIC, resume_path, save_state
 from lrdynamics.config import run_config_json
-from lrdynamics.train import Checkpointing, train
+from lrdynamics.engine import job as job_module
+from lrdynamics.engine.checkpoint import MAGIC, Checkpointing, resume_path, save_state
+from lrdynamics.engine.job import train
 
 EXPERIMENT = {
     "training": {"epochs": 6, "crop_padding": 2, "flip": True},
@@ -114,7 +114,7 @@ def test_kill_during_the_final_write_keeps_the_state(synth_data_dir, tmp_path, m
         raise Crash
 
     with monkeypatch.context() as m:
-        m.setattr(train_module, "write_atomic", dies_while_writing)
+        m.setattr(job_module, "write_atomic", dies_while_writing)
         with pytest.raises(Crash):
             train(run, out, threads=1, checkpoint_every_updates=10)
     assert not out.exists() and resume_path(out).exists()
@@ -150,7 +150,7 @@ def test_damaged_or_foreign_state_restarts_from_scratch(synth_data_dir, tmp_path
                 train(other, out, threads=1, checkpoint_every_updates=30)
     # a leftover temporary file of an interrupted save is never read
     path.with_name(f".{path.name}.tmp-12345").write_bytes(MAGIC + b"0" * 64 + b"\n" + b"junk")
-    with caplog.at_level(logging.WARNING, logger="lrdynamics.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="lrdynamics.engine.checkpoint"):
         resumed = train(run, out, threads=1)
     assert "starting the run from scratch" in caplog.text
     xr.testing.assert_equal(resumed, train(run, tmp_path / "fresh.nc", threads=1))

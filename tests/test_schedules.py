@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lrdynamics.schedules import alpha_root, build_schedule, steps_per_epoch, total_steps
+from lrdynamics.engine.schedules import alpha_root, build_schedule, steps_per_epoch, total_steps
 
 
 def test_steps_per_epoch_matches_dataloader_semantics():

@@ -8,7 +8,7 @@ from fnmatch import fnmatchcase
 import jsonschema
 import pytest
 
-from lrdynamics.config import _resolve_ref, load_schema
+from lrdynamics.config import load_schema, resolve_ref
 
 SCHEMA = load_schema()
 
@@ -84,7 +84,7 @@ def _assembled(spec: dict, path: tuple) -> bool:
     allowlisted), so that config.schema_defaults assembles its default from them."""
     if "$ref" in spec:
         path = _ref_path(spec["$ref"])
-    spec = _resolve_ref(spec)
+    spec = resolve_ref(spec)
     props = spec.get("properties")
     if not props:
         return False
@@ -94,7 +94,7 @@ def _assembled(spec: dict, path: tuple) -> bool:
 
 def _free_form(spec: dict) -> bool:
     """Rule (d): a mapping of user-named entries for which {} is valid (its default)."""
-    spec = _resolve_ref(spec)
+    spec = resolve_ref(spec)
     return (
         spec.get("type") == "object"
         and not spec.get("properties")
@@ -164,7 +164,7 @@ def test_a_default_next_to_a_ref_is_the_targets():
     bad = []
     for path, _, spec, _ in ALL:
         if "$ref" in spec and "default" in spec:
-            target = _resolve_ref({"$ref": spec["$ref"]})
+            target = resolve_ref({"$ref": spec["$ref"]})
             if "default" in target and target["default"] != spec["default"]:
                 bad.append(f"{_dotted(path)}: {spec['default']!r} vs {target['default']!r}")
     assert not bad, "defaults that differ from their $ref target's:\n  " + "\n  ".join(bad)

@@ -15,16 +15,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lrdynamics.gradient_noise import (
+from lrdynamics.engine.gradient_noise import (
     critical_batch_size,
     measure_signal_and_noise,
     noise_batches,
     per_example_noise,
     signal_and_noise,
 )
-from lrdynamics.models import build_model
-from lrdynamics.schedules import build_schedule
-from lrdynamics.svag import per_batch_norm, svag_coefficients, svag_loss
+from lrdynamics.engine.models import build_model
+from lrdynamics.engine.optimizers import per_batch_norm, svag_coefficients, svag_loss
+from lrdynamics.engine.schedules import build_schedule
 
 N_EXAMPLES, B = 10, 3
 
@@ -219,8 +219,9 @@ def tiny_runs(data_dir, **experiment):
 
 
 def test_svag_runs_share_the_effective_step_axis(synth_data_dir, tmp_path):
-    from lrdynamics.record import check_contract, combine_runs
-    from lrdynamics.train import train
+    from lrdynamics.engine.combine import combine_runs
+    from lrdynamics.engine.job import train
+    from lrdynamics.engine.runfile import check_contract
 
     runs = tiny_runs(synth_data_dir, grid={"optimizer.svag": [1, 3]})
     out = {name: train(run, tmp_path / f"{name}.nc", threads=1) for name, run in runs.items()}
@@ -240,7 +241,7 @@ def test_svag_runs_share_the_effective_step_axis(synth_data_dir, tmp_path):
 
 def test_noise_measurement_leaves_the_trajectory_unchanged(synth_data_dir, tmp_path):
     """Measuring G and N uses its own batches and restores BN statistics: same run, bit for bit."""
-    from lrdynamics.train import train
+    from lrdynamics.engine.job import train
 
     base = next(iter(tiny_runs(synth_data_dir).values()))
     measured = next(iter(tiny_runs(synth_data_dir, gradient_noise={"every": 1, "batches": 4}).values()))
@@ -257,9 +258,10 @@ def test_noise_measurement_leaves_the_trajectory_unchanged(synth_data_dir, tmp_p
 
 def test_svag_analysis_reports_diverged_runs_instead_of_dropping_them_silently(synth_data_dir, tmp_path):
     from conftest import resolve, tiny_config
-    from lrdynamics.plotting import plot_svag_convergence
-    from lrdynamics.svag import svag_analysis
-    from lrdynamics.train import train
+    from lrdynamics.engine.job import train
+    from lrdynamics.figures.common import FigureInputs
+    from lrdynamics.figures.sde_validity import plot_svag_convergence
+    from lrdynamics.studies.sde_validity.svag import svag_analysis
 
     config = tiny_config(
         synth_data_dir,
@@ -275,4 +277,5 @@ def test_svag_analysis_reports_diverged_runs_instead_of_dropping_them_silently(s
     left_out = analysis.attrs["diverged_runs"]
     assert "lr=1000000.0" in left_out and left_out.count("(step") == 2
     assert list(analysis.seeds.values) == [1, 1]  # only the completed runs are averaged
-    plot_svag_convergence(analysis, tmp_path / "svag.png")  # the note goes into the title
+    # the note goes into the title
+    plot_svag_convergence(FigureInputs(analyses={"svag": analysis}), tmp_path / "svag.png")

@@ -11,17 +11,12 @@ import torch
 import xarray as xr
 
 from conftest import resolve, tiny_config
-from lrdynamics.intrinsic import angular_update, intrinsic_lr
-from lrdynamics.record import (
-    VARIABLES,
-    check_contract,
-    combine_runs,
-    drop_hyperparameter_dims,
-    experiment_dataset,
-    open_runs,
-    write_atomic,
-)
-from lrdynamics.train import evaluation_steps, train
+from lrdynamics.engine.combine import combine_runs, experiment_dataset
+from lrdynamics.engine.contract import VARIABLES
+from lrdynamics.engine.job import train
+from lrdynamics.engine.quantities import angular_update, intrinsic_lr
+from lrdynamics.engine.runfile import check_contract, drop_hyperparameter_dims, open_runs, write_atomic
+from lrdynamics.engine.trainer import cadence_steps
 
 
 def runs_of(data_dir, **experiment):
@@ -60,7 +55,7 @@ def test_steps_and_evaluation_points(baseline):
     assert ds.attrs["steps_per_epoch"] == 12 and ds.attrs["total_steps"] == 24
     assert list(ds.step.values) == [0, 6, 12, 18, 24]
     np.testing.assert_allclose(ds.epoch.values, [0, 0.5, 1, 1.5, 2])
-    assert evaluation_steps({"evaluation": {"every": 5, "unit": "step"}}, 12, 24) == [0, 5, 10, 15, 20, 24]
+    assert cadence_steps(5, "step", 12, 24) == [0, 5, 10, 15, 20, 24]
 
 
 def test_training_learns_and_records_physics(baseline):

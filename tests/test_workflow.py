@@ -11,9 +11,11 @@ import pytest
 import xarray as xr
 import yaml
 
-from conftest import REPO, tiny_config, write_fake_fashion_mnist
-from lrdynamics.data import DEBIAN_FASHION_MNIST
-from lrdynamics.record import check_contract, combine_runs, open_runs
+from conftest import REPO, test_config, tiny_config, write_fake_fashion_mnist
+from lrdynamics.engine.combine import combine_runs
+from lrdynamics.engine.data import DEBIAN_FASHION_MNIST
+from lrdynamics.engine.runfile import check_contract, open_runs
+from lrdynamics.studies import FIGURES
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
 
@@ -44,59 +46,16 @@ REAL = DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz"
 )
 def test_demo_chain_end_to_end(tmp_path, data):
     data_dir = tmp_path / "resources"
-    if data == "synthetic":
+    if data == "synthetic":  # the test config as a user runs it: every figure, through its rules
         write_fake_fashion_mnist(data_dir / "raw" / "fashion_mnist")
-    config = tiny_config("resources", grid={"schedule.wd": [0.0, 5.0e-4], "training.seed": [0, 1]})
-    if data == "real":
+        cfg = REPO / "config" / "test.yaml"
+    else:  # the real images: the tiny experiment only
+        config = test_config()
         config["datasets"]["synth"].update(train_subset=500, test_subset=200)
-    else:  # the exponential-LR analysis and figures, through their rules
-        config["experiments"]["eq"] = {
-            "schedule": {"name": "step", "milestones": [1], "wd": 5.0e-3},
-            "evaluation": {"logit_samples": 20, "bn_recalibration_samples": 100},
-            "grid": {"schedule.wd_as_exp_lr": [False, True], "training.perturb_init": [False, True]},
-        }
-        # SVAG and the linear scaling rule (with the gradient noise measurement)
-        config["experiments"]["sv"] = {"optimizer": {"momentum": 0.0}, "grid": {"optimizer.svag": [1, 2]}}
-        config["experiments"]["lsr"] = {
-            "optimizer": {"momentum": 0.0},
-            "schedule": {"scaling_rule": "linear", "reference_batch_size": 50},
-            "gradient_noise": {"every": 1, "batches": 4},
-            "grid": {"training.batch_size": [25, 100]},
-        }
-        # Adam/RMSprop: the square-root rule against none, and adaptive SVAG
-        adam = {"name": "adam", "momentum": 0.0}
-        config["experiments"]["ad"] = {
-            "optimizer": adam,
-            "schedule": {"lr": 1.0e-3, "reference_batch_size": 25},
-            "gradient_noise": {"every": 1, "batches": 4},
-            "grid": {"schedule.scaling_rule": ["none", "sqrt"], "training.batch_size": [25, 100]},
-        }
-        config["experiments"]["asv"] = {
-            "optimizer": adam,
-            "schedule": {"lr": 1.0e-3},
-            "grid": {"optimizer.svag": [1, 2]},
-        }
-        # Large-LR GD: EoS, the regularity grid (one run diverges), the two toys
-        gd = {"dataset": "synth", "examples": 100, "model": {"width": 16}, "steps": 30, "sharpness_every": 10}
-        config["gd_experiments"] = {
-            "gd_eos": {**gd, "lr_multiple": 0.9},
-            "gd_reg": {**gd, "loss": "huber", "model": {"width": 16, "depth": 1}, "grid": {"lr": [0.01, 1.0e4]}},
-        }
-        config["figures"].update(
-            edge_of_stability={"experiment": "gd_eos"},
-            regularity={"experiment": "gd_reg"},
-            catapult={"eta_lambda0": [1.0, 3.0, 5.0], "steps": 30},
-            balancing={"c": [1.0, 3.0, 5.0], "steps": 30, "experiment": "gd_reg"},
-            adaptive_sqrt_scaling={"experiment": "ad"},
-            adaptive_svag={"experiment": "asv"},
-            explr_equivalence={"experiments": ["eq"]},
-            explr_weight_norm={"experiment": "eq"},
-            texp_vs_step={"experiments": ["eq", "tiny"]},
-            svag_convergence={"experiment": "sv"},
-            lsr_validity={"experiments": ["lsr"]},
-            noise_signal={"experiments": ["lsr"]},
-        )
-    cfg = write_config(tmp_path, config)
+        config["experiments"] = {"tiny": config["experiments"]["tiny"]}
+        config["figures"] = {"training_curves": config["figures"]["training_curves"]}
+        del config["gd_experiments"]
+        cfg = write_config(tmp_path, config)
     proc = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -109,9 +68,8 @@ def test_demo_chain_end_to_end(tmp_path, data):
         assert ds.attrs["status"] == "completed"
     assert dict(combine_runs(datasets).sizes)["wd"] == 2
     if data == "synthetic":
-        for name in ("explr_equivalence", "explr_weight_norm", "texp_vs_step", "svag_convergence", "lsr_validity",
-                     "noise_signal", "adaptive_sqrt_scaling", "adaptive_svag", "edge_of_stability", "regularity",
-                     "catapult", "balancing"):  # fmt: skip
+        assert set(test_config()["figures"]) == set(FIGURES)  # the test config draws every figure
+        for name in FIGURES:
             assert (tmp_path / "results" / "figures" / f"{name}.png").stat().st_size > 20_000
         with xr.open_dataset(tmp_path / "results" / "analysis" / "explr_equivalence.nc") as analysis:
             assert bool(analysis.within_chaos_criterion.all())
@@ -129,6 +87,9 @@ def test_demo_chain_end_to_end(tmp_path, data):
             assert list(adaptive.kappa.values) == [1.0, 4.0] and list(adaptive.l.values) == [1, 2]
             assert adaptive.final_test_accuracy.notnull().all() and (adaptive.gradient_noise_trace > 0).any()
             assert float(adaptive.learning_rate.sel(optimizer="adam", scaling_rule="sqrt", kappa=4.0)) == 2.0e-3
+        with xr.open_dataset(tmp_path / "results" / "analysis" / "equilibrium.nc") as eq:
+            assert list(eq.schedule.values) == ["hist_a", "hist_b"] and eq.sizes["run_id"] == 8
+            assert list(eq.intrinsic_lr.values) == pytest.approx([0.01, 0.04])
         with xr.open_dataset(tmp_path / "results" / "analysis" / "lsr.nc") as lsr:
             assert list(lsr.batch_size.values) == [25, 100]
             assert list(lsr.learning_rate.sel(experiment="lsr").values) == [0.05, 0.2]

@@ -1,44 +1,22 @@
-# One plot rule per figure, generated: what differs is the data a figure reads.
-# figure: (report category, reads the runs of its experiments); the analysis files a
-# figure reads are FIGURE_ANALYSES in common.smk.
-FIGURE_RULES = {
-    "training_curves": ("Foundation", True),
-    "explr_equivalence": ("Exponential LR (Li & Arora 2020)", False),
-    "explr_weight_norm": ("Exponential LR (Li & Arora 2020)", True),
-    "texp_vs_step": ("Exponential LR (Li & Arora 2020)", True),
-    "intrinsic_lr_equilibrium": ("Intrinsic LR (Li, Lyu & Arora 2020)", True),
-    "equilibrium_time_scaling": ("Intrinsic LR (Li, Lyu & Arora 2020)", True),
-    "small_lr_generalization": ("Intrinsic LR (Li, Lyu & Arora 2020)", True),
-    "angular_update": ("Intrinsic LR (Li, Lyu & Arora 2020)", False),
-    "scale_invariant_toy": ("Intrinsic LR (Li, Lyu & Arora 2020)", False),
-    "svag_convergence": ("SVAG and the SDE (Li, Malladi & Arora 2021)", False),
-    "lsr_validity": ("SVAG and the SDE (Li, Malladi & Arora 2021)", False),
-    "noise_signal": ("SVAG and the SDE (Li, Malladi & Arora 2021)", False),
-    "adaptive_sqrt_scaling": ("Adaptive methods (Malladi et al. 2022)", False),
-    "adaptive_svag": ("Adaptive methods (Malladi et al. 2022)", False),
-    "edge_of_stability": (
-        "Large-LR implicit biases (Wang, Xu, Zhao & Tao 2023)",
-        False,
-    ),
-    "catapult": ("Large-LR implicit biases (Wang, Xu, Zhao & Tao 2023)", False),
-    "balancing": ("Large-LR implicit biases (Wang, Xu, Zhao & Tao 2023)", False),
-    "regularity": ("Large-LR implicit biases (Wang, Xu, Zhao & Tao 2023)", False),
-}
-
-for figure, (category, reads_runs) in FIGURE_RULES.items():
+# One plot rule per figure of the study catalog (lrdynamics.studies.FIGURES), generated:
+# what a figure reads and which function draws it is its catalog entry.
+for figure, entry in FIGURES.items():
 
     rule:
         name:
             f"plot_{figure}"
         input:
-            runs=figure_experiment_runs(figure) if reads_runs else [],
-            analysis=figure_analysis_files(figure),
+            runs=paths.figure_run_paths(CONFIG, figure) if entry.reads_runs else [],
+            analysis=[
+                paths.analysis_path(name)
+                for name in paths.figure_analyses(CONFIG, figure)
+            ],
         output:
             png=report(
                 f"results/figures/{figure}.png",
                 caption=f"../report/{figure}.rst",
-                category=category,
-                labels=figure_labels(figure),
+                category=CATEGORY[figure],
+                labels=paths.figure_labels(CONFIG, figure),
             ),
             pdf=f"results/figures/{figure}.pdf",
         log:
@@ -47,8 +25,8 @@ for figure, (category, reads_runs) in FIGURE_RULES.items():
         conda:
             "../../environment.yml"
         params:
-            titles=experiment_titles(figure),
+            titles=paths.experiment_titles(CONFIG, figure),
             # shown in the report caption (a changed config redraws the figure anyway)
-            provenance=figure_provenance(figure),
+            provenance=paths.figure_provenance(CONFIG, figure),
         script:
             "../scripts/plot_figure.py"

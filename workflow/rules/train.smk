@@ -21,23 +21,8 @@ rule train:
         "../scripts/train.py"
 
 
-# Full-batch GD runs (gd_experiments): same run-file layout, their own engine.
-rule train_gd:
-    input:
-        unpack(run_dataset_files),
-    output:
-        "results/runs/{experiment}/{run}.nc",
-    log:
-        "results/logs/train/{experiment}/{run}.log",
+# Full-batch GD runs (gd_experiments): the same job (lrdynamics.engine.job picks the GD
+# trainer from the run), its own rule so that clusters can size it apart.
+use rule train as train_gd with:
     wildcard_constraints:
         experiment=experiment_name_pattern("gd_experiments"),
-    conda:
-        "../../environment.yml"
-    threads: CONFIG["train_threads"]
-    resources:
-        runtime="12h",
-        gpu=TRAIN_GPUS,
-    params:
-        run_json=run_json,
-    script:
-        "../scripts/train_gd.py"

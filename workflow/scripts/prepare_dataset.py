@@ -3,8 +3,8 @@
 import logging
 from pathlib import Path
 
-from lrdynamics.data import DatasetError, prepare_dataset
-from lrdynamics.logs import setup_logging
+from lrdynamics.engine.data import DatasetError, prepare_dataset
+from lrdynamics.engine.logs import setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 log = logging.getLogger("lrdynamics.prepare_dataset")

@@ -1,14 +1,12 @@
-"""Snakemake script of rule train: one resolved run config -> one netCDF file.
-
-A job stopped by a signal saves its resume state and fails (lrdynamics.train.Interrupted),
-so Snakemake's retries (or a rerun) continue it.
-"""
+"""Snakemake script of rules train and train_gd: one resolved run config -> one netCDF
+file (``lrdynamics.engine.job.train``). A job stopped by a signal saves its resume state
+and fails (``Interrupted``), so Snakemake's retries (or a rerun) continue it."""
 
 import json
 
 from lrdynamics.config import engine_settings
-from lrdynamics.logs import setup_logging
-from lrdynamics.train import train
+from lrdynamics.engine.job import train
+from lrdynamics.engine.logs import setup_logging
 
 setup_logging(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 settings = engine_settings(snakemake.config)  # noqa: F821

@@ -1,0 +1,120 @@
+"""The run file's contract, declared once: every variable and coordinate a run file may
+hold, with its ``long_name``, ``units`` and dimensions; the statuses; the canonical
+text of a resolved run; how a hyperparameter value is written in a run name.
+
+Plain Python (no torch, numpy or xarray): the config (``lrdynamics.config``, imported by
+the Snakefile and every job) reserves these names for run names, and
+``lrdynamics.engine.runfile`` builds and checks files from them.
+"""
+
+from __future__ import annotations
+
+import json
+
+# name: (long_name, units, dims) of every variable an SGD (minibatch) run writes.
+VARIABLES = {
+    "train_loss": ("cross-entropy loss on the evaluation subset of the training set (eval mode)", "1", ("step",)),
+    "train_accuracy": ("accuracy on the evaluation subset of the training set (eval mode)", "1", ("step",)),
+    "test_loss": ("cross-entropy loss on the test set (eval mode)", "1", ("step",)),
+    "test_accuracy": ("accuracy on the test set (eval mode)", "1", ("step",)),
+    "minibatch_loss": ("mean training minibatch loss since the previous evaluation (train mode)", "1", ("step",)),
+    "learning_rate": ("learning rate eta in force at this step", "1", ("step",)),
+    "weight_decay": ("weight decay lambda in force at this step", "1", ("step",)),
+    "intrinsic_lr": ("intrinsic learning rate eta*lambda/(1-momentum)", "1", ("step",)),
+    "weight_norm": ("Frobenius norm of each weight layer", "1", ("step", "layer")),
+    "total_weight_norm": ("norm of all weight layers together", "1", ("step",)),
+    "effective_lr": ("effective learning rate eta/|w|^2 of each weight layer", "1", ("step", "layer")),
+    "total_effective_lr": ("effective learning rate eta/|w|^2 of all weight layers together", "1", ("step",)),
+    "angular_update": ("angle between each layer's weights before and after the last update", "rad", ("step", "layer")),
+    "total_angular_update": (
+        "angle between all weights before and after each update, mean over the updates since the previous evaluation",
+        "rad",
+        ("step",),
+    ),
+    "grad_norm": ("norm of the minibatch loss gradient of the last update (weight decay excluded)", "1", ("step",)),
+}
+# Written only when the run asks for them (evaluation.logit_samples, prediction_samples > 0).
+OPTIONAL_VARIABLES = {
+    "test_logits": ("logits of the first test images (eval mode)", "1", ("step", "sample", "class")),
+    "test_predictions": ("predicted label of the first test images (eval mode)", "1", ("step", "sample")),
+}
+# Written when the run measures gradient noise (gradient_noise.every), along noise_step.
+NOISE_VARIABLES = {
+    "gradient_signal": (
+        "gradient signal G = |grad L|^2 (unbiased estimate over independent minibatches)",
+        "1",
+        ("noise_step",),
+    ),
+    "batch_gradient_noise": ("minibatch gradient noise tr Sigma_B at the run's batch size B", "1", ("noise_step",)),
+    "gradient_noise": ("per-example gradient noise N = tr Sigma_1 = tr Sigma_B * B(n-1)/(n-B)", "1", ("noise_step",)),
+    "critical_batch_size": (
+        "predicted critical batch size B* = (C^2-1) N/G of the linear scaling rule",
+        "1",
+        ("noise_step",),
+    ),
+}
+# Coordinates of an SGD run file: name: (long_name, units or None, dim).
+COORDINATES = {
+    "step": ("effective steps: updates done / l (SVAG), / l^2 (adaptive SVAG), updates done", "1", "step"),
+    "updates_done": ("optimizer updates done", "1", "step"),
+    "epoch": ("passes over the training set", "1", "step"),
+    "layer": ("weight layer (parameter name)", None, "layer"),
+    "noise_step": ("effective steps done", "1", "noise_step"),
+    "noise_epoch": ("passes over the training set (effective)", "1", "noise_step"),
+}
+# name: (long_name, units, dims) of every variable a full-batch GD run writes.
+GD_VARIABLES = {
+    "train_loss": ("training loss on the GD subset (the objective, train mode)", "1", ("step",)),
+    "train_accuracy": ("accuracy on the GD subset (train mode)", "1", ("step",)),
+    "layer_norm": ("Frobenius norm of each weight layer", "1", ("step", "layer")),
+    "sharpness": ("top Hessian eigenvalues of the training loss (Lanczos)", "1", ("sharpness_step", "eigenvalue")),
+    "hessian_products": ("Hessian-vector products used by the sharpness measurement", "1", ("sharpness_step",)),
+}
+GD_COORDINATES = {
+    "step": ("GD steps done", "1", "step"),
+    "sharpness_step": ("GD steps done at the sharpness measurement", "1", "sharpness_step"),
+    "eigenvalue": ("rank of the Hessian eigenvalue", None, "eigenvalue"),
+    "layer": ("weight layer (parameter name)", None, "layer"),
+}
+# Run-file attribute: (run section, key) of the resolved run.
+KEY_HYPERPARAMETERS = {
+    "model": ("model", "name"),
+    "norm": ("model", "norm"),
+    "optimizer": ("optimizer", "name"),
+    "momentum": ("optimizer", "momentum"),
+    "svag": ("optimizer", "svag"),
+    "schedule": ("schedule", "name"),
+    "lr0": ("schedule", "lr"),
+    "wd0": ("schedule", "wd"),
+    "batch_size": ("training", "batch_size"),
+    "epochs": ("training", "epochs"),
+    "seed": ("training", "seed"),
+}
+STATUSES = ("completed", "diverged")
+GLOBAL_ATTRIBUTES = ("Conventions", "title", "source", "history", "references", "config_json", "status")
+
+
+# The dimensions of a single run (every other dimension of a run file is a grid hyperparameter).
+RUN_DIMS = ("step", "layer", "sample", "class", "noise_step", "sharpness_step", "eigenvalue")
+
+# Names a run file uses for its own dimensions, coordinates and variables: a grid alias
+# equal to one of them is spelled out in full instead (lrdynamics.config.runs.grid_aliases).
+RESERVED_NAMES = frozenset(
+    [*VARIABLES, *OPTIONAL_VARIABLES, *NOISE_VARIABLES, *COORDINATES, *GD_VARIABLES, *GD_COORDINATES, *RUN_DIMS]
+)
+
+
+def format_value(value) -> str:
+    """Compact, file-name-safe text of a hyperparameter value (repr for floats)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "-".join(format_value(v) for v in value) or "none"
+    return str(value)
+
+
+def run_config_json(run: dict) -> str:
+    """The canonical JSON text of a resolved run (rule params, the resume state's fingerprint)."""
+    return json.dumps(run, sort_keys=True, indent=1)

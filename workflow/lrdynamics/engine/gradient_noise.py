@@ -1,0 +1,108 @@
+"""Gradient signal and noise, and the critical batch size they predict (docs/science.md
+section 4; the linear-scaling-rule analysis is ``lrdynamics.studies.sde_validity.lsr``).
+
+With ``num`` independent minibatch gradients g_1..g_num of batch size B (after the SVAG
+authors' code):
+
+    total = mean_i |g_i|^2                         E = |grad L|^2 + tr Sigma_B
+    G     = (num |mean_i g_i|^2 - total)/(num - 1) unbiased |grad L|^2 (the signal)
+    N_B   = total - G                              unbiased tr Sigma_B (the paper code's N)
+
+Sigma_B is the covariance of a minibatch gradient: a uniform random B-subset of n
+examples has Sigma_B = (n - B)/(B (n - 1)) Sigma_1, so the per-example noise is
+``tr Sigma_1 = N_B * B (n - 1)/(n - B)``, a quantity that does not depend on B. The
+linear scaling rule (B -> kB with LR -> kLR) keeps SGD near its SDE only while the
+noise dominates; it is predicted to break near ``B* = (C^2 - 1) tr Sigma_1 / G``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from lrdynamics.engine.models import kept_normalization_statistics
+
+
+def noise_batches(batch_size: int, batches: int | None) -> int:
+    """Minibatches per measurement: as configured, else the paper's max(200, 12800/B)."""
+    return batches if batches is not None else max(200, math.ceil(12800 / batch_size))
+
+
+def signal_and_noise(gradients) -> tuple[float, float]:
+    """(G, N_B) from an iterable of flattened minibatch gradients (float64 sums)."""
+    total, mean, num = 0.0, None, 0
+    for g in gradients:
+        g = g.double()
+        total += float(g @ g)
+        mean = g.clone() if mean is None else mean.add_(g)
+        num += 1
+    if num < 2:
+        raise ValueError("the unbiased estimator needs at least two minibatch gradients")
+    total /= num
+    mean /= num
+    signal = (num * float(mean @ mean) - total) / (num - 1)
+    return signal, total - signal
+
+
+def per_example_noise(batch_noise: float, batch_size: int, n_train: int) -> float:
+    """tr Sigma_1 from tr Sigma_B, for B-subsets drawn without replacement from n examples."""
+    if batch_size >= n_train:
+        return math.nan  # the full batch has no sampling noise to measure
+    return batch_noise * batch_size * (n_train - 1) / (n_train - batch_size)
+
+
+def critical_batch_size(noise: float, signal: float, c: float = math.sqrt(2)) -> float:
+    """B* = (C^2 - 1) tr Sigma_1 / G (inf when the estimated signal is not positive)."""
+    return (c * c - 1) * noise / signal if signal > 0 else math.inf
+
+
+def minibatch_gradients(model, loss_fn, batches, params):
+    """Flattened gradient of ``loss_fn(model(x), y)`` for each (x, y), in train mode."""
+    for x, y in batches:
+        grads = torch.autograd.grad(loss_fn(model(x), y), params)
+        yield torch.cat([g.flatten() for g in grads])
+
+
+def measure_signal_and_noise(model, loss_fn, batches, params) -> tuple[float, float]:
+    """(G, N_B) of ``model`` at its current weights over the given minibatches.
+
+    Train mode (batch statistics, as SGD sees the loss); batch-norm running statistics
+    are restored afterwards, so a measurement leaves the model exactly as it was.
+    """
+    with kept_normalization_statistics(model):
+        model.train()
+        return signal_and_noise(minibatch_gradients(model, loss_fn, batches, params))
+
+
+class NoiseMeter:
+    """The gradient-noise measurement of a run: independent uniform B-subsets of ``data``
+    (each its own ``randperm``) with the run's augmentation, from a generator of its own,
+    so that the training data order is untouched.
+
+    ``batches``: minibatches per measurement (``noise_batches``); ``threshold_c``: the C of
+    B*. ``measure`` returns one row of the run file's noise variables.
+    """
+
+    def __init__(self, data, batch_size: int, crop: bool, flip: bool, generator, batches: int, threshold_c: float):
+        self.data, self.B, self.crop, self.flip = data, batch_size, crop, flip
+        self.generator, self.batches, self.threshold_c = generator, batches, threshold_c
+
+    def _minibatches(self):
+        for _ in range(self.batches):
+            idx = torch.randperm(self.data.n, device=self.data.images.device, generator=self.generator)[: self.B]
+            yield self.data.batch(idx, self.crop, self.flip, self.generator)
+
+    def measure(self, model, params, loss_fn, gradient_scale: float = 1.0) -> dict[str, float]:
+        """G, N_B, N = tr Sigma_1 and B* at the model's current weights. The gradients are
+        multiplied by ``gradient_scale`` (those of the true weights when the stored ones
+        are rescaled), so G and N_B by its square."""
+        signal, batch_noise = measure_signal_and_noise(model, loss_fn, self._minibatches(), params)
+        signal, batch_noise = signal * gradient_scale**2, batch_noise * gradient_scale**2
+        noise = per_example_noise(batch_noise, min(self.B, self.data.n), self.data.n)
+        return {
+            "gradient_signal": signal,
+            "batch_gradient_noise": batch_noise,
+            "gradient_noise": noise,
+            "critical_batch_size": critical_batch_size(noise, signal, self.threshold_c),
+        }

@@ -1,0 +1,84 @@
+"""Optimizers: torch.optim.SGD and torch.optim.Adam with the run's settings, and the SVAG
+loss (the stochastic variance amplified gradient, Li, Malladi & Arora, NeurIPS 2021;
+docs/science.md section 4).
+
+SVAG with parameter l takes, per update, two independent minibatches and descends on
+``c1*L(b1) + c2*L(b2)`` with ``c1,2 = (1 +- sqrt(2l-1))/2`` and LR ``eta/l``. Since
+``c1 + c2 = 1`` the mean gradient is the full-batch one, and since ``c1^2 + c2^2 = l``
+the noise covariance is ``l`` times SGD's: over ``l`` updates of LR ``eta/l`` the drift
+is SGD's and the noise covariance too, so as l grows the iterates converge (weakly, with
+error O(1/l)) to the Ito SDE of SGD. The schedule side (LR/l, boundaries x l) lives in
+``engine.schedules.build_schedule(svag=l)``; the adaptive variant's betas and eps are
+``engine.adaptive.adaptive_svag_hyperparameters``.
+
+The two gradients cost one forward and one backward pass over the concatenated 2B
+examples: the loss is a weighted sum of per-example losses, so one backward gives the
+weighted gradient. Batch-norm layers normalize each half with its own statistics, as SGD
+normalizes each of its batches (``per_batch_norm``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lrdynamics.engine.adaptive import adaptive_svag_hyperparameters, is_adaptive
+
+
+def svag_coefficients(l: int) -> tuple[float, float]:
+    """(c1, c2) = ((1 + sqrt(2l-1))/2, (1 - sqrt(2l-1))/2): c1 + c2 = 1, c1^2 + c2^2 = l."""
+    if l < 1:
+        raise ValueError(f"SVAG needs l >= 1, got {l}")
+    root = math.sqrt(2 * l - 1)
+    return (1 + root) / 2, (1 - root) / 2
+
+
+@contextlib.contextmanager
+def per_batch_norm(model: nn.Module, sizes: list[int]):
+    """Within the block, batch-norm layers normalize each consecutive chunk of ``sizes``
+    examples with that chunk's own statistics (train mode), and update their running
+    statistics once per chunk, in order: exactly as separate forward passes would.
+
+    Every other layer sees the whole concatenated batch, which is where the saving is.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def chunked(module, original):
+        def forward(x):
+            if not module.training:
+                return original(x)
+            return torch.cat([original(part) for part in torch.split(x, sizes)])
+
+        return forward
+
+    for m in norms:
+        m.forward = chunked(m, m.forward)
+    try:
+        yield
+    finally:
+        for m in norms:
+            del m.forward  # back to the class's forward
+
+
+def svag_loss(model: nn.Module, x1, y1, x2, y2, l: int) -> torch.Tensor:
+    """``c1*L(b1) + c2*L(b2)``: one forward over both batches, per-batch BN statistics."""
+    c1, c2 = svag_coefficients(l)
+    n1 = len(y1)
+    with per_batch_norm(model, [n1, len(y2)]):
+        out = model(torch.cat([x1, x2]))
+    return c1 * F.cross_entropy(out[:n1], y1) + c2 * F.cross_entropy(out[n1:], y2)
+
+
+def build_optimizer(params, optimizer: dict, lr: float) -> torch.optim.Optimizer:
+    """torch.optim.SGD, or torch.optim.Adam for adam/rmsprop with adaptive SVAG's betas and
+    eps for l = optimizer.svag (LR and WD are set per update from the schedule)."""
+    if is_adaptive(optimizer):
+        h = adaptive_svag_hyperparameters(
+            lr, optimizer["beta1"], optimizer["beta2"], optimizer["eps"], optimizer["svag"]
+        )
+        return torch.optim.Adam(params, lr=lr, betas=(h["beta1"], h["beta2"]), eps=h["eps"])
+    return torch.optim.SGD(params, lr=lr, momentum=optimizer["momentum"])

@@ -1,0 +1,383 @@
+"""The minibatch trainer: one resolved run config trained to its record.
+
+SGD with PyTorch semantics (``torch.optim.SGD``: coupled weight decay, momentum buffer
+without the LR), or Adam/RMSprop (``torch.optim.Adam``, coupled weight decay; RMSprop is
+beta1 = 0), with LR and WD set per update from a precomputed schedule, and SVAG
+(docs/science.md sections 1, 4, 5). The data path is ``engine.batches``: the dataset
+resident on the device, a ``randperm`` per epoch, crop and flip on whole batches.
+
+``Trainer(run).fit()`` trains; ``engine.job.train`` is the job around it (device, resume
+state, the run file).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from lrdynamics.engine.adaptive import is_adaptive, updates_per_step
+from lrdynamics.engine.batches import BatchStream, DeviceData
+from lrdynamics.engine.data import load_prepared
+from lrdynamics.engine.devices import describe_device, resolve_device, set_float32_precision, use_channels_last
+from lrdynamics.engine.gradient_noise import NoiseMeter, noise_batches
+from lrdynamics.engine.logs import Progress
+from lrdynamics.engine.models import build_model, weight_layers
+from lrdynamics.engine.optimizers import build_optimizer, svag_loss
+from lrdynamics.engine.quantities import chord_angle, unit_direction
+from lrdynamics.engine.recording import Recorder
+from lrdynamics.engine.runfile import run_dataset
+from lrdynamics.engine.schedules import build_schedule, steps_per_epoch, to_steps, total_steps
+
+log = logging.getLogger(__name__)
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# Offsets from the run's seed of the generators of the data streams (SVAG has two) and of
+# the gradient-noise batches: every random draw of a run follows from its seed.
+STREAM_SEEDS, NOISE_SEED = (1_000_003, 2_000_003), 3_000_017
+
+
+def cadence_steps(every: float, unit: str, steps_in_epoch: int, n_steps: int) -> list[int]:
+    """Effective steps at which something is measured: 0, every k, the end."""
+    k = max(1, to_steps(every, unit, steps_in_epoch))
+    return sorted(set(range(0, n_steps, k)) | {n_steps})
+
+
+@dataclass(frozen=True)
+class TimeLine:
+    """When things happen in a run. Steps are effective ones: updates / ``updates_per_step``
+    (l under SGD's SVAG, l^2 under adaptive SVAG, else 1)."""
+
+    steps_per_epoch: int
+    n_steps: int
+    updates_per_step: int
+    eval_steps: frozenset[int]
+    noise_steps: frozenset[int]
+
+    @property
+    def n_updates(self) -> int:
+        return self.n_steps * self.updates_per_step
+
+    @classmethod
+    def of(cls, run: dict, n_train: int) -> TimeLine:
+        tr, ev, gn = run["training"], run["evaluation"], run["gradient_noise"]
+        spe = steps_per_epoch(n_train, tr["batch_size"], tr["drop_last"])
+        n = total_steps(tr["epochs"], spe)
+        evaluations = cadence_steps(ev["every"], ev["unit"], spe, n)
+        noise = cadence_steps(gn["every"], gn["unit"], spe, n) if gn["every"] else []
+        return cls(spe, n, updates_per_step(run["optimizer"]), frozenset(evaluations), frozenset(noise))
+
+
+class WeightScale:
+    """Keeps a scale-invariant net's weights in float range by dividing them by 2**k.
+
+    The true weights are the stored ones times ``2**log2``. The function is unchanged
+    (scale invariance) and so is the trajectory: with w' = w/s the gradient is s*grad, so
+    the momentum buffer becomes s*v, the LR lr/s^2 and the (coupled) WD wd*s^2. With s a
+    power of two every product is exact in floating point, so the rescaled run is the same
+    run, bit for bit in practice. ``limit`` None: never (not scale-invariant, or adaptive,
+    whose eps breaks the identity).
+    """
+
+    def __init__(self, layers: dict, limit: int | None):
+        self.layers, self.limit, self.log2 = layers, limit, 0
+        self.initial_norm = self.stored_norm()
+
+    def stored_norm(self) -> float:
+        return float(torch.linalg.vector_norm(torch.stack([p.detach().double().norm() for p in self.layers.values()])))
+
+    def rescale(self, optimizer: torch.optim.Optimizer) -> None:
+        """Rescale when the norm has left [2^-limit, 2^limit] times its initial value."""
+        if self.limit is None:
+            return
+        ratio = math.log2(self.stored_norm() / self.initial_norm)
+        if abs(ratio) <= self.limit:
+            return
+        k = round(ratio)
+        with torch.no_grad():
+            for p in self.layers.values():
+                p.mul_(2.0**-k)
+                buf = optimizer.state.get(p, {}).get("momentum_buffer")
+                if buf is not None:
+                    buf.mul_(2.0**k)
+        self.log2 += k
+        log.info("rescaled the weights by 2^%d (true scale now 2^%d) to stay in range", -k, self.log2)
+
+
+def initial_model(spec: dict, training: dict, in_shape, n_classes: int, dtype) -> torch.nn.Module:
+    """The run's initial net, on the CPU: the weights depend only on ``training.seed``, then
+    ``init_scale`` times the weight layers and, for a chaos-floor twin, one ulp up."""
+    torch.manual_seed(training["seed"])
+    model = build_model(spec, in_shape, n_classes).to(dtype)
+    with torch.no_grad():
+        if training["init_scale"] != 1.0:
+            for p in weight_layers(model).values():
+                p.mul_(training["init_scale"])
+        if training["perturb_init"]:  # one ulp up: the chaos floor of equivalence tests
+            for p in model.parameters():
+                p.copy_(torch.nextafter(p, torch.full_like(p, math.inf)))
+    return model
+
+
+class Trainer:
+    """One minibatch run: its data, model, optimizer, schedule, weight scale and record."""
+
+    def __init__(self, run: dict, threads: int | None = None, device: torch.device | None = None):
+        self.run = run
+        tr, opt = run["training"], run["optimizer"]
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = device if device is not None else resolve_device(run["device"])
+        dtype = DTYPES[tr["dtype"]]
+        set_float32_precision(tr["tf32"])
+        self.autocast = tr["autocast"] == "bfloat16"  # of the training forward pass only
+        folder = Path(run["dataset_dir"])
+        train_rec, test_rec = load_prepared(folder / "train.pt"), load_prepared(folder / "test.pt")
+        self.train = DeviceData(train_rec, self.device, dtype, padding=tr["crop_padding"])
+        self.test = DeviceData(test_rec, self.device, dtype)
+        model = initial_model(run["model"], tr, self.train.shape, len(train_rec["classes"]), dtype)
+        self.channels_last = use_channels_last(tr["channels_last"], self.device, model)
+        layout = torch.channels_last if self.channels_last else torch.preserve_format
+        self.model = model.to(self.device, memory_format=layout)
+        self.train.channels_last = self.test.channels_last = self.channels_last
+        self.layers = weight_layers(self.model)
+        self.timeline = TimeLine.of(run, self.train.n)
+        t = self.timeline
+        self.svag = opt["svag"]
+        self.schedule = build_schedule(run["schedule"], t.steps_per_epoch, t.n_steps, opt["momentum"], self.svag,
+                                       t.updates_per_step)  # fmt: skip
+        self.streams = [self._stream(offset) for offset in STREAM_SEEDS[: 2 if self.svag > 1 else 1]]
+        gn = run["gradient_noise"]
+        self.noise = NoiseMeter(self.train, tr["batch_size"], tr["crop_padding"] > 0, tr["flip"],
+                                self._generator(NOISE_SEED), noise_batches(tr["batch_size"], gn["batches"]),
+                                gn["threshold_c"]) if t.noise_steps else None  # fmt: skip
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(self.trainable, opt, float(self.schedule.lr[0]))
+        if self.schedule.buffer_init is not None:
+            # The exact exponential counterpart starts its momentum buffer at kappa * w0.
+            for p in self.trainable:
+                self.optimizer.state[p]["momentum_buffer"] = self.schedule.buffer_init * p.detach().clone()
+        invariant = self.model.scale_invariant and not is_adaptive(opt)
+        self.scale = WeightScale(self.layers, tr["rescale_log2"] if invariant else None)
+        self.recorder = Recorder(run["evaluation"], opt["momentum"], self.layers, self.train, self.test)
+        self.noise_seconds = 0.0
+
+    def _generator(self, offset: int) -> torch.Generator:
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(self.run["training"]["seed"] + offset)
+        return generator
+
+    def _stream(self, offset: int) -> BatchStream:
+        tr = self.run["training"]
+        return BatchStream(self.train, tr["batch_size"], self.timeline.steps_per_epoch, tr["crop_padding"] > 0,
+                           tr["flip"], self._generator(offset))  # fmt: skip
+
+    def describe(self) -> str:
+        run, t = self.run, self.timeline
+        return (
+            f"run {run['experiment']}/{run['run']}: {run['optimizer']['name']}, {run['model']['name']} on "
+            f"{run['dataset']}, {t.n_updates} updates ({t.n_steps} effective steps, {t.steps_per_epoch} per epoch, "
+            f"SVAG l={self.svag}), {len(t.eval_steps)} evaluations, device {self.device}"
+        )
+
+    # --- one update -----------------------------------------------------------------------
+
+    def start_updates(self) -> None:
+        """Reset the on-device accumulators that ``update`` adds to (fit calls it first)."""
+        dev = self.device
+        self.window_sum = torch.zeros((), dtype=torch.float64, device=dev)
+        self.angle_sum = torch.zeros((), dtype=torch.float64, device=dev)  # per-update angles, summed on device
+        self.window_n = 0
+        # Divergence is tracked on the device (no sync per update): the first bad update.
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=dev)
+        # The direction after one update is the one before the next: rescaling in between only
+        # multiplies the weights by a power of two, which leaves their direction as is.
+        self.direction = unit_direction(self._flat_weights())
+
+    def _flat_weights(self) -> torch.Tensor:
+        return torch.cat([p.detach().flatten() for p in self.layers.values()])
+
+    def update(self, index: int, measure: bool = False):
+        """Optimizer update number ``index`` (0-based), with everything training does per update.
+
+        Draws the batch(es), forward and backward (SVAG's joint loss when l > 1), sets this
+        update's LR and WD, steps, and adds the loss and the angle moved to the window sums.
+        With ``measure``, also returns the weights before the step and the gradient norm
+        (one device sync). Returns (loss tensor, weights before or None, grad norm or nan).
+        """
+        if index % 50 == 0:
+            self.scale.rescale(self.optimizer)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            if self.svag == 1:
+                x, y = self.streams[0].next()
+                loss = F.cross_entropy(self.model(x), y)
+            else:
+                # coefficients of l (SGD) or l^2 (adaptive): the noise per update is m times SGD's
+                batches = (*self.streams[0].next(), *self.streams[1].next())
+                loss = svag_loss(self.model, *batches, self.timeline.updates_per_step)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for group in self.optimizer.param_groups:
+            group["lr"] = float(self.schedule.lr[index]) * 4.0**-self.scale.log2
+            group["weight_decay"] = float(self.schedule.wd[index]) * 4.0**self.scale.log2
+        before, grad_norm = None, math.nan
+        if measure:
+            before = {k: p.detach().clone() for k, p in self.layers.items()}
+            grads = [p.grad for p in self.optimizer.param_groups[0]["params"] if p.grad is not None]
+            # True gradient: the stored weights are 2**-log2 times the true ones.
+            norms = torch.stack([torch.linalg.vector_norm(g.double()) for g in grads])
+            grad_norm = float(torch.linalg.vector_norm(norms)) * 2.0**-self.scale.log2
+        self.optimizer.step()
+        direction = unit_direction(self._flat_weights())
+        angle = chord_angle(self.direction, direction)  # NaN once a weight is inf or NaN
+        self.angle_sum += angle
+        self.direction = direction
+        loss = loss.detach()
+        bad = ~torch.isfinite(loss) | ~torch.isfinite(angle)
+        self.first_bad = torch.where(bad & (self.first_bad < 0), index, self.first_bad)
+        self.window_sum += loss
+        self.window_n += 1
+        return loss, before, grad_norm
+
+    # --- measurements -----------------------------------------------------------------------
+
+    def evaluate(self, step: int, before: dict | None = None, grad_norm: float = math.nan) -> None:
+        """The evaluation row of effective step ``step``; the window sums start again."""
+        t = self.timeline
+        update = min(step * t.updates_per_step, t.n_updates - 1)  # the update in force at this step
+        n = self.window_n
+        window = {
+            "window_loss": float(self.window_sum) / n if n else math.nan,
+            "window_angle": float(self.angle_sum) / n if n else math.nan,
+            "before": before,
+            "grad_norm": grad_norm,
+        }
+        lr, wd = float(self.schedule.lr[update]), float(self.schedule.wd[update])
+        self.recorder.evaluate(self.model, step, step / t.steps_per_epoch, lr, wd, 2.0**self.scale.log2, window)
+        self.window_sum.zero_()
+        self.angle_sum.zero_()
+        self.window_n = 0
+
+    def measure_noise(self, step: int) -> None:
+        """Record G, N_B, N = tr Sigma_1 and B* at the current weights (gradient_noise.*)."""
+        tic = time.perf_counter()
+        row = self.noise.measure(self.model, self.trainable, F.cross_entropy, 2.0**-self.scale.log2)
+        self.recorder.add_noise(step, row)
+        seconds = time.perf_counter() - tic
+        self.noise_seconds += seconds
+        log.info(
+            "step %d: gradient signal G %.4g, noise tr Sigma_1 %.4g, critical batch size %.4g (%d batches, %.1f s)",
+            step, row["gradient_signal"], row["gradient_noise"], row["critical_batch_size"], self.noise.batches,
+            seconds,
+        )  # fmt: skip
+
+    # --- resume state --------------------------------------------------------------------
+
+    def state_dict(self, next_update: int, elapsed_s: float) -> dict:
+        """Everything the loop needs to continue at ``next_update`` as if never stopped."""
+        return {
+            "next_update": next_update,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "log2_scale": self.scale.log2,
+            "initial_norm": self.scale.initial_norm,
+            "records": self.recorder.rows,
+            "noise_records": self.recorder.noise_rows,
+            "streams": [s.state_dict() for s in self.streams],
+            "noise_generator": self.noise.generator.get_state() if self.noise else None,
+            **{k: getattr(self, k) for k in ("window_sum", "angle_sum", "window_n", "first_bad", "direction")},
+            "elapsed_s": elapsed_s,
+            "noise_seconds": self.noise_seconds,
+        }
+
+    def load_state_dict(self, state: dict) -> int:
+        """Restore a ``state_dict``; returns the update to continue at."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scale.log2, self.scale.initial_norm = state["log2_scale"], state["initial_norm"]
+        self.recorder.rows, self.recorder.noise_rows = state["records"], state["noise_records"]
+        for stream, saved in zip(self.streams, state["streams"]):
+            stream.load_state_dict(saved)
+        if self.noise:
+            self.noise.generator.set_state(state["noise_generator"].cpu())
+        for key in ("window_sum", "angle_sum", "window_n", "first_bad", "direction", "noise_seconds"):
+            setattr(self, key, state[key])
+        return state["next_update"]
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def fit(self, state: dict | None = None, checkpoint=None) -> dict:
+        """Train to the end (or to divergence); return the status attributes.
+
+        ``state``: a ``state_dict`` to continue from. ``checkpoint``: when to save the resume
+        state, and a stop request from a signal (``engine.checkpoint.Checkpointing``).
+        """
+        t, m = self.timeline, self.timeline.updates_per_step
+        first, clock = self._begin(state)
+        status = {"status": "completed", "diverged_step": -1, "diverged_update": -1}
+        for index in range(first, t.n_updates):
+            done, step = index + 1, (index + 1) // m  # updates done; effective steps done
+            at_step = done % m == 0
+            measure = at_step and step in t.eval_steps
+            loss, before, grad_norm = self.update(index, measure)
+            clock.tick()
+            if (measure or clock.log_due()) and int(self.first_bad) >= 0:
+                bad = int(self.first_bad)
+                status = {"status": "diverged", "diverged_step": bad // m, "diverged_update": bad}
+                log.warning("loss or weights became non-finite at update %d: run marked diverged", bad)
+                break
+            if measure:
+                self.evaluate(step, before, grad_norm)
+            if at_step and step in t.noise_steps:
+                self.measure_noise(step)
+            if clock.log_due() or done == t.n_updates:
+                clock.log(done, f"(epoch {done / m / t.steps_per_epoch:.2f})  minibatch loss {float(loss):.4f}  "
+                                f"test acc {self.recorder.rows['test_accuracy'][-1]:.4f}")  # fmt: skip
+            if checkpoint is not None and done < t.n_updates and checkpoint.due(done):
+                checkpoint.save(self.state_dict(done, clock.elapsed()))
+        return self._status(status, clock.elapsed())
+
+    def _begin(self, state: dict | None) -> tuple[int, Progress]:
+        """The update to start at and the progress clock: a fresh run records step 0 (and
+        measures the noise there when due); a resumed one restores its state."""
+        t = self.timeline
+        elapsed = state["elapsed_s"] if state is not None else 0.0
+        clock = Progress("update", t.n_updates, 0, elapsed, self.run["training"]["log_every_seconds"])
+        self.model.train()
+        if state is None:
+            first = 0
+            self.start_updates()
+            self.evaluate(0)
+            if 0 in t.noise_steps:
+                self.measure_noise(0)
+        else:
+            first = clock.first = self.load_state_dict(state)  # the accumulators come from the state
+            log.info("resumed at update %d/%d (%.0f s of training before)", first, t.n_updates, elapsed)
+        return first, clock
+
+    def _status(self, status: dict, wall: float) -> dict:
+        """The run file's status and cost attributes."""
+        t = self.timeline
+        done = self.recorder.rows["step"][-1] * t.updates_per_step if status["status"] == "completed" else status[
+            "diverged_update"]  # fmt: skip
+        train_time = wall - self.noise_seconds
+        return {
+            **status,
+            "steps_per_second": done / train_time if train_time > 0 else math.nan,
+            "wall_time_s": wall,
+            "noise_measurement_time_s": self.noise_seconds,
+            "device": describe_device(self.device),
+            "total_steps": t.n_steps,
+            "total_updates": t.n_updates,
+            "channels_last": int(self.channels_last),
+            "steps_per_epoch": t.steps_per_epoch,
+            "torch_version": torch.__version__,
+        }
+
+    def dataset(self, status: dict):
+        """The run file's dataset (``engine.runfile.run_dataset``)."""
+        return run_dataset(self.recorder.rows, list(self.layers), self.run, status, self.recorder.noise_rows)

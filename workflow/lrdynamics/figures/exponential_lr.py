@@ -1,0 +1,122 @@
+"""Figures of the exponential-LR study (Li & Arora 2020): equivalence, weight norm, schedules."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from lrdynamics.engine.schedules import build_schedule
+from lrdynamics.figures.common import FigureInputs, long_frame, plt, run_label, save, sns, theme, unperturbed
+
+
+def plot_explr_equivalence(inputs: FigureInputs, png, pdf=None) -> None:
+    """Per pair: test accuracy of both formulations overlaid; logit difference vs chaos floor."""
+    analysis = inputs.analysis
+    pairs = list(analysis.pair.values)
+    theme()
+    fig, axes = plt.subplots(2, len(pairs), figsize=(5.2 * len(pairs), 7.5), constrained_layout=True, squeeze=False)
+    for j, pair in enumerate(pairs):
+        p = analysis.sel(pair=pair).dropna("step", how="all")
+        ax = axes[0, j]
+        ax.plot(p.epoch, p.test_accuracy_reference, lw=3, alpha=0.45, label=f"{str(p.schedule.values)} with WD")
+        ax.plot(
+            p.epoch, p.test_accuracy_counterpart, ls="--", color="k", lw=1.2, label=f"{p.counterpart.values}, no WD"
+        )
+        ax.set_title(pair.replace(" vs ", "\nvs "), fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy")
+        ax.legend(fontsize=8, loc="lower right")
+        ax = axes[1, j]
+        # Exact zeros (identical logits, e.g. at step 0) have no place on a log axis.
+        positive = {k: p[k].where(p[k] > 0) for k in ("max_abs_logit_diff", "chaos_floor_logit_diff")}
+        ax.semilogy(p.epoch, positive["max_abs_logit_diff"], marker="o", ms=3, label="reference vs counterpart")
+        ax.semilogy(
+            p.epoch, positive["chaos_floor_logit_diff"], marker="s", ms=3, label="reference vs 1-ulp twin (chaos floor)"
+        )
+        ax.axhline(float(analysis.attrs["logit_diff_floor"]), color="grey", ls=":", label="1e-3")
+        verdict = "within" if bool(p.within_chaos_criterion) else "NOT within"
+        ax.set_title(f"{verdict} max(1e-3, 3 x floor) at every step", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("max |logit difference| (test)")
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(
+        f"{analysis.attrs['title']}\n(dtype {analysis.dtype.values[0]}; equal curves and a logit gap at the chaos "
+        "floor mean the same trajectory)",
+        fontsize=11,
+    )
+    save(fig, png, pdf)
+
+
+def plot_explr_weight_norm(inputs: FigureInputs, png, pdf=None) -> None:
+    """Weight norm, LR, effective LR and test accuracy of WD vs its exponential counterpart."""
+    runs, title = inputs.runs, inputs.title
+    runs = unperturbed(runs)
+    df = long_frame(runs, ["total_weight_norm", "learning_rate", "total_effective_lr", "test_accuracy"])
+    df["run"] = [
+        "exponential counterpart, no WD" if "wd_as_exp_lr=true" in r else "with WD" for r in df["run"]
+    ]  # fmt: skip
+    theme()
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.6), constrained_layout=True)
+    panels = [
+        ("total_weight_norm", "weight norm $\\|w\\|$ (log)", True),
+        ("learning_rate", "learning rate (log)", True),
+        ("total_effective_lr", "effective LR $\\eta/\\|w\\|^2$ (log)", True),
+        ("test_accuracy", "test accuracy", False),
+    ]
+    for ax, (name, ylabel, logy) in zip(axes, panels):
+        sns.lineplot(data=df, x="epoch", y=name, hue="run", style="run", ax=ax, legend=ax is axes[0], errorbar=None)
+        ax.set_ylabel(ylabel)
+        if logy:
+            ax.set_yscale("log")
+    attrs = runs[0].attrs
+    fig.suptitle(
+        f"{title or attrs['experiment']}\nlr {attrs['lr0']}, WD {attrs['wd0']}, momentum {attrs['momentum']}: "
+        "the counterpart's norm grows exponentially while its effective LR and accuracy match the WD run",
+        fontsize=11,
+    )
+    save(fig, png, pdf)
+
+
+def schedule_frame(runs: list[xr.Dataset]) -> pd.DataFrame:
+    """LR and WD at every step, rebuilt from each run's config (evaluation points are sparse)."""
+    frames = []
+    for ds in runs:
+        run = json.loads(ds.attrs["config_json"])
+        spe, n = int(ds.attrs["steps_per_epoch"]), int(ds.attrs["total_steps"])
+        sched = build_schedule(run["schedule"], spe, n, run["optimizer"]["momentum"])
+        frames.append(
+            pd.DataFrame(
+                {"epoch": np.arange(n) / spe, "learning_rate": sched.lr, "weight_decay": sched.wd, "run": run_label(ds)}
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def plot_texp_vs_step(inputs: FigureInputs, png, pdf=None) -> None:
+    """One column per experiment: LR at every step, effective LR, test accuracy."""
+    experiments, titles = inputs.by_experiment, inputs.titles
+    theme()
+    n = len(experiments)
+    fig, axes = plt.subplots(3, n, figsize=(5.6 * n, 10.5), constrained_layout=True, squeeze=False)
+    for j, (name, runs) in enumerate(experiments.items()):
+        runs = unperturbed(runs)
+        df = long_frame(runs, ["total_effective_lr", "test_accuracy"])
+        sched = schedule_frame(runs)
+        hue_order = sorted(df["run"].unique())
+        common = dict(x="epoch", hue="run", hue_order=hue_order, style="run", errorbar=None)
+        ax = axes[0, j]
+        sns.lineplot(data=sched, y="learning_rate", ax=ax, **common)
+        ax.set_yscale("log")
+        ax.set_ylabel("learning rate (log)")
+        ax.set_title(titles.get(name) or name, fontsize=10)
+        ax.legend(fontsize=8, title=None)
+        sns.lineplot(data=df, y="total_effective_lr", ax=axes[1, j], legend=False, **common)
+        axes[1, j].set_yscale("log")
+        axes[1, j].set_ylabel("effective LR $\\eta/\\|w\\|^2$ (log)")
+        sns.lineplot(data=df, y="test_accuracy", ax=axes[2, j], legend=False, **common)
+        axes[2, j].set_ylabel("test accuracy")
+    fig.suptitle("Step decay, its exponential counterparts, and decays of WD instead of LR", fontsize=12)
+    save(fig, png, pdf)

@@ -1,0 +1,187 @@
+"""The analysis of Adam/RMSprop runs: ``results/analysis/adaptive.nc`` (the square-root
+scaling rule across batch sizes, and adaptive SVAG across l; docs/science.md section 5).
+The transforms themselves are in ``lrdynamics.engine.adaptive``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import xarray as xr
+
+from lrdynamics.engine.runfile import drop_hyperparameter_dims
+from lrdynamics.studies.adaptive_sde import REFERENCE
+from lrdynamics.studies.sde_validity.svag import svag_analysis
+
+
+def _run_settings(ds) -> tuple[str, str, float]:
+    """(optimizer, scaling rule, kappa = B / reference batch size) of a run file."""
+    run = json.loads(ds.attrs["config_json"])
+    sched = run["schedule"]
+    return (
+        run["optimizer"]["name"],
+        sched["scaling_rule"],
+        run["training"]["batch_size"] / sched["reference_batch_size"],
+    )
+
+
+def _padded(rows: list[np.ndarray]) -> np.ndarray:
+    """Rows of different lengths (runs evaluated a different number of times) as one
+    2-d array, NaN past each row's end."""
+    out = np.full((len(rows), max(len(r) for r in rows)), np.nan)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+def sqrt_scaling_analysis(runs: list[xr.Dataset]) -> xr.Dataset:
+    """Curves and final test accuracy per (optimizer, scaling rule, kappa), seeds averaged,
+    the spread of final test accuracy across kappa per rule, and, where the runs measured
+    it, the gradient-noise trace tr Sigma_B and the signal-to-noise ratio |grad L|^2 / tr Sigma_B.
+
+    Runs evaluate at different steps (the batch size differs), so curves are indexed by
+    evaluation number with each run's own ``epoch``; a diverged run keeps its status and
+    has NaN for its final accuracy.
+    """
+    groups: dict[tuple, list[xr.Dataset]] = {}
+    for ds in runs:
+        groups.setdefault(_run_settings(ds), []).append(drop_hyperparameter_dims(ds))
+    if not groups:
+        raise ValueError("the square-root scaling analysis needs runs")
+    parts, diverged = [], []
+    for (opt, rule, kappa), group in sorted(groups.items()):
+        completed = [ds for ds in group if ds.attrs["status"] == "completed"]
+        diverged += [
+            f"{ds.attrs['run']} (step {ds.attrs.get('diverged_step', '?')})" for ds in group if ds not in completed
+        ]
+        use = completed or group  # curves of a diverged run up to its divergence, when none completed
+        curves = {
+            name: _padded([ds[name].values for ds in use]) for name in ("test_accuracy", "test_loss", "train_loss")
+        }
+        part = xr.Dataset({name: ("evaluation", np.nanmean(v, axis=0)) for name, v in curves.items()})
+        part["epoch"] = ("evaluation", _padded([ds.epoch.values for ds in use])[0])
+        part = part.assign_coords(evaluation=np.arange(part.sizes["evaluation"]))
+        part["final_test_accuracy"] = (
+            float(np.mean([ds.test_accuracy.values[-1] for ds in completed])) if completed else np.nan
+        )
+        part["completed_seeds"] = len(completed)
+        part["learning_rate"] = json.loads(use[0].attrs["config_json"])["schedule"]["lr"]
+        noisy = [ds for ds in use if "gradient_signal" in ds]
+        if noisy:
+            trace = _padded([ds.batch_gradient_noise.values for ds in noisy])
+            signal = _padded([ds.gradient_signal.values for ds in noisy])
+            part["noise_epoch"] = ("noise_evaluation", _padded([ds.noise_epoch.values for ds in noisy])[0])
+            part["gradient_noise_trace"] = ("noise_evaluation", np.nanmean(trace, axis=0))
+            part["signal_to_noise"] = ("noise_evaluation", np.nanmean(signal / trace, axis=0))
+            part = part.assign_coords(noise_evaluation=np.arange(part.sizes["noise_evaluation"]))
+        parts.append(part.expand_dims(optimizer=[opt], scaling_rule=[rule], kappa=[kappa]))
+    out = xr.combine_by_coords(parts, data_vars="minimal", coords="different", compat="equals", join="outer")
+    final = out.final_test_accuracy
+    out["final_test_accuracy_spread"] = final.max("kappa") - final.min("kappa")
+    out["final_test_accuracy_std"] = final.std("kappa")
+    # The rule is about trajectories in epochs: each kappa's curve against kappa = min's,
+    # interpolated onto the reference's evaluation epochs.
+    distance = np.full(final.shape, np.nan)
+    for i, opt in enumerate(out.optimizer.values):
+        for j, rule in enumerate(out.scaling_rule.values):
+            d = out.sel(optimizer=opt, scaling_rule=rule)
+            ref = d.isel(kappa=0).dropna("evaluation", subset=["test_accuracy"])
+            for k in range(len(out.kappa)):
+                e = d.isel(kappa=k).dropna("evaluation", subset=["test_accuracy"])
+                if len(e.evaluation) and len(ref.evaluation):
+                    inside = ref.epoch.values <= e.epoch.values[-1]
+                    curve = np.interp(ref.epoch.values[inside], e.epoch.values, e.test_accuracy.values)
+                    distance[i, j, k] = np.mean(np.abs(curve - ref.test_accuracy.values[inside]))
+    out["test_accuracy_curve_distance"] = (("optimizer", "scaling_rule", "kappa"), distance)
+    out["mean_test_accuracy_curve_distance"] = out.test_accuracy_curve_distance.isel(kappa=slice(1, None)).mean("kappa")
+    described = {
+        "test_accuracy": "test accuracy (mean over seeds)",
+        "test_loss": "test loss (mean over seeds)",
+        "train_loss": "train loss, eval mode (mean over seeds)",
+        "epoch": "passes over the training set at each evaluation",
+        "final_test_accuracy": "test accuracy at the end (mean over completed seeds; NaN: none completed)",
+        "completed_seeds": "runs that completed",
+        "learning_rate": "the LR after the scaling rule",
+        "final_test_accuracy_spread": "max - min over kappa of the final test accuracy (completed runs)",
+        "final_test_accuracy_std": "standard deviation over kappa of the final test accuracy (completed runs)",
+        "test_accuracy_curve_distance": "mean over epochs of |test accuracy - that at the smallest kappa|",
+        "mean_test_accuracy_curve_distance": "test_accuracy_curve_distance averaged over kappa > the smallest",
+        "noise_epoch": "passes over the training set at each noise measurement",
+        "gradient_noise_trace": "trace of the minibatch gradient noise covariance tr Sigma_B at the run's B",
+        "signal_to_noise": "signal-to-noise ratio |grad L|^2 / tr Sigma_B",
+    }
+    for name, text in described.items():
+        if name in out:
+            out[name].attrs.update(long_name=text, units="1")
+    out["kappa"].attrs.update(long_name="batch size / reference batch size", units="1")
+    out.attrs.update(scaling_diverged_runs=", ".join(diverged) or "none")
+    return out
+
+
+def adaptive_svag_analysis(runs: list[xr.Dataset]) -> xr.Dataset:
+    """``svag.svag_analysis`` per optimizer, stacked along ``optimizer``, its variables
+    prefixed ``svag_``, with the effective epoch of each effective step."""
+    by_opt: dict[str, list[xr.Dataset]] = {}
+    for ds in runs:
+        by_opt.setdefault(ds.attrs["optimizer"], []).append(ds)
+    parts, diverged = [], []
+    for opt, group in sorted(by_opt.items()):
+        part = svag_analysis(group)
+        diverged += [f"{opt}: {d}" for d in part.attrs["diverged_runs"].split(", ") if d != "none"]
+        part = part.reset_coords(drop=True)  # the runs' own coordinates (epoch, updates_done)
+        part = part.rename({name: f"svag_{name}" for name in part.data_vars})
+        part = part.assign_coords(svag_epoch=("step", part.step.values / group[0].attrs["steps_per_epoch"]))
+        part["svag_epoch"].attrs.update(long_name="effective epochs (effective steps / steps per epoch)", units="1")
+        parts.append(part.expand_dims(optimizer=[opt]).assign_coords(svag_reference_l=part.attrs["reference_l"]))
+    out = xr.concat(parts, dim="optimizer", join="outer", coords="different", compat="equals", combine_attrs="drop")
+    out.attrs.update(svag_diverged_runs="; ".join(diverged) or "none")
+    return out
+
+
+def adaptive_analysis(scaling: list[xr.Dataset], svag: list[xr.Dataset]) -> xr.Dataset:
+    """results/analysis/adaptive.nc: the square-root scaling part (``scaling``: the runs
+    across batch sizes and rules) and the adaptive SVAG part (``svag``: the runs across l),
+    each present when its runs are given, in one dataset."""
+    parts = []
+    if scaling:
+        parts.append(sqrt_scaling_analysis(scaling))
+    if svag:
+        parts.append(adaptive_svag_analysis(svag))
+    if not parts:
+        raise ValueError("the adaptive analysis needs the runs of adaptive_sqrt_scaling or adaptive_svag")
+    attrs = {k: v for p in parts for k, v in p.attrs.items()}
+    out = xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop")
+    out.attrs.update(
+        attrs,
+        title="Adam/RMSprop: batch-size scaling rules and SVAG",
+        references=REFERENCE,
+    )
+    return out
+
+
+def summary(analysis: xr.Dataset) -> list[str]:
+    """Final test accuracy per kappa, its spread and the curve distance per (optimizer,
+    rule); each l's distance from the largest l per optimizer."""
+    lines = []
+    if "final_test_accuracy" in analysis:
+        for opt in analysis.optimizer.values:
+            for rule in analysis.scaling_rule.values:
+                d = analysis.sel(optimizer=opt, scaling_rule=rule)
+                finals = ", ".join(
+                    f"kappa={k:g}: {a:.4f}" for k, a in zip(d.kappa.values, d.final_test_accuracy.values)
+                )
+                spread, distance = float(d.final_test_accuracy_spread), float(d.mean_test_accuracy_curve_distance)
+                lines.append(
+                    f"{opt}, {rule} rule: final test accuracy {finals}; spread {spread:.4f}; "
+                    f"mean curve distance from kappa={d.kappa.values[0]:g}: {distance:.4f}"
+                )
+    if "svag_test_accuracy_distance" in analysis:
+        for opt in analysis.optimizer.values:
+            d = analysis.sel(optimizer=opt)
+            lines += [
+                f"{opt}, l={l}: mean test accuracy distance from l={int(d.svag_reference_l)}: {dist:.4f}"
+                for l, dist in zip(d.l.values, d.svag_test_accuracy_distance.values)
+                if np.isfinite(dist)
+            ]
+    return lines
