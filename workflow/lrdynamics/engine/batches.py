@@ -31,6 +31,13 @@ def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     return torch.where(flip[:, None, None, None], images.flip(3), images)
 
 
+def seeded_generator(device, seed: int) -> torch.Generator:
+    """A generator on ``device`` seeded with ``seed`` (each random stream of a run has one)."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator
+
+
 class DeviceData:
     """A prepared split resident on the device, normalized (and padded for cropping)."""
 

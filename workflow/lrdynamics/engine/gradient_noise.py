@@ -17,11 +17,15 @@ noise dominates; it is predicted to break near ``B* = (C^2 - 1) tr Sigma_1 / G``
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 
 import torch
 
 from lrdynamics.engine.models import kept_normalization_statistics
+
+log = logging.getLogger(__name__)
 
 
 def noise_batches(batch_size: int, batches: int | None) -> int:
@@ -81,28 +85,34 @@ class NoiseMeter:
     so that the training data order is untouched.
 
     ``batches``: minibatches per measurement (``noise_batches``); ``threshold_c``: the C of
-    B*. ``measure`` returns one row of the run file's noise variables.
+    B*. ``measure`` returns one row of the run file's noise variables; ``seconds`` is the
+    time spent measuring (kept out of a run's training speed).
     """
 
     def __init__(self, data, batch_size: int, crop: bool, flip: bool, generator, batches: int, threshold_c: float):
         self.data, self.B, self.crop, self.flip = data, batch_size, crop, flip
         self.generator, self.batches, self.threshold_c = generator, batches, threshold_c
+        self.seconds = 0.0
 
     def _minibatches(self):
         for _ in range(self.batches):
             idx = torch.randperm(self.data.n, device=self.data.images.device, generator=self.generator)[: self.B]
             yield self.data.batch(idx, self.crop, self.flip, self.generator)
 
-    def measure(self, model, params, loss_fn, gradient_scale: float = 1.0) -> dict[str, float]:
-        """G, N_B, N = tr Sigma_1 and B* at the model's current weights. The gradients are
-        multiplied by ``gradient_scale`` (those of the true weights when the stored ones
-        are rescaled), so G and N_B by its square."""
+    def measure(self, model, params, loss_fn, gradient_scale: float = 1.0, step: int | None = None) -> dict:
+        """G, N_B, N = tr Sigma_1 and B* at the model's current weights (logged, with the
+        effective ``step``). The gradients are multiplied by ``gradient_scale`` (those of
+        the true weights when the stored ones are rescaled), so G and N_B by its square."""
+        tic = time.perf_counter()
         signal, batch_noise = measure_signal_and_noise(model, loss_fn, self._minibatches(), params)
         signal, batch_noise = signal * gradient_scale**2, batch_noise * gradient_scale**2
         noise = per_example_noise(batch_noise, min(self.B, self.data.n), self.data.n)
-        return {
-            "gradient_signal": signal,
-            "batch_gradient_noise": batch_noise,
-            "gradient_noise": noise,
-            "critical_batch_size": critical_batch_size(noise, signal, self.threshold_c),
-        }
+        critical = critical_batch_size(noise, signal, self.threshold_c)
+        seconds = time.perf_counter() - tic
+        self.seconds += seconds
+        log.info(
+            "step %s: gradient signal G %.4g, noise tr Sigma_1 %.4g, critical batch size %.4g (%d batches, %.1f s)",
+            step, signal, noise, critical, self.batches, seconds,
+        )  # fmt: skip
+        return {"gradient_signal": signal, "batch_gradient_noise": batch_noise, "gradient_noise": noise,
+                "critical_batch_size": critical}  # fmt: skip

@@ -108,6 +108,12 @@ class Recorder:
             r["total_angular_update"].append(update["window_angle"])
         r["grad_norm"].append(update["grad_norm"])
 
+    def state_dict(self) -> dict:
+        return {"records": self.rows, "noise_records": self.noise_rows}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows, self.noise_rows = state["records"], state["noise_records"]
+
     def add_noise(self, step: int, measured: dict) -> None:
         """Add a gradient-noise row (``measured``: a value for each NOISE_VARIABLES name)."""
         self.noise_rows["noise_step"].append(step)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from lrdynamics.engine.adaptive import is_adaptive, updates_per_step
-from lrdynamics.engine.batches import BatchStream, DeviceData
+from lrdynamics.engine.batches import BatchStream, DeviceData, seeded_generator
 from lrdynamics.engine.data import load_prepared
 from lrdynamics.engine.devices import describe_device, resolve_device, set_float32_precision, use_channels_last
 from lrdynamics.engine.gradient_noise import NoiseMeter, noise_batches
@@ -107,6 +106,63 @@ class WeightScale:
         self.log2 += k
         log.info("rescaled the weights by 2^%d (true scale now 2^%d) to stay in range", -k, self.log2)
 
+    def state_dict(self) -> dict:
+        return {"log2_scale": self.log2, "initial_norm": self.initial_norm}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.log2, self.initial_norm = state["log2_scale"], state["initial_norm"]
+
+
+class UpdateWindow:
+    """What the updates add up on the device between evaluations, with no device sync per
+    update: the minibatch losses and the angles moved, the first update whose loss or
+    weights became non-finite, and the weights' current direction."""
+
+    KEYS = ("window_sum", "angle_sum", "window_n", "first_bad", "direction")
+
+    def __init__(self, device, weights: torch.Tensor):
+        self.window_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.angle_sum = torch.zeros((), dtype=torch.float64, device=device)  # per-update angles
+        self.window_n = 0
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+        # The direction after one update is the one before the next: rescaling in between only
+        # multiplies the weights by a power of two, which leaves their direction as is.
+        self.direction = unit_direction(weights)
+
+    def add(self, index: int, loss: torch.Tensor, weights: torch.Tensor) -> None:
+        """Update ``index`` gave ``loss`` and moved the weights to ``weights``."""
+        direction = unit_direction(weights)
+        angle = chord_angle(self.direction, direction)  # NaN once a weight is inf or NaN
+        self.angle_sum += angle
+        self.direction = direction
+        bad = ~torch.isfinite(loss) | ~torch.isfinite(angle)
+        self.first_bad = torch.where(bad & (self.first_bad < 0), index, self.first_bad)
+        self.window_sum += loss
+        self.window_n += 1
+
+    def close(self) -> tuple[float, float]:
+        """The mean loss and angle per update since the last call (NaN: no update), then reset."""
+        n = self.window_n
+        means = (float(self.window_sum) / n, float(self.angle_sum) / n) if n else (math.nan, math.nan)
+        self.window_sum.zero_()
+        self.angle_sum.zero_()
+        self.window_n = 0
+        return means
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.KEYS}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k in self.KEYS:
+            setattr(self, k, state[k])
+
+
+def device_splits(folder: Path, device, dtype, padding: int) -> tuple[DeviceData, DeviceData, int]:
+    """The prepared train and test splits of ``folder`` on the device (the training split
+    padded for cropping), and the number of classes."""
+    train, test = load_prepared(folder / "train.pt"), load_prepared(folder / "test.pt")
+    return DeviceData(train, device, dtype, padding), DeviceData(test, device, dtype), len(train["classes"])
+
 
 def initial_model(spec: dict, training: dict, in_shape, n_classes: int, dtype) -> torch.nn.Module:
     """The run's initial net, on the CPU: the weights depend only on ``training.seed``, then
@@ -136,10 +192,8 @@ class Trainer:
         set_float32_precision(tr["tf32"])
         self.autocast = tr["autocast"] == "bfloat16"  # of the training forward pass only
         folder = Path(run["dataset_dir"])
-        train_rec, test_rec = load_prepared(folder / "train.pt"), load_prepared(folder / "test.pt")
-        self.train = DeviceData(train_rec, self.device, dtype, padding=tr["crop_padding"])
-        self.test = DeviceData(test_rec, self.device, dtype)
-        model = initial_model(run["model"], tr, self.train.shape, len(train_rec["classes"]), dtype)
+        self.train, self.test, n_classes = device_splits(folder, self.device, dtype, tr["crop_padding"])
+        model = initial_model(run["model"], tr, self.train.shape, n_classes, dtype)
         self.channels_last = use_channels_last(tr["channels_last"], self.device, model)
         layout = torch.channels_last if self.channels_last else torch.preserve_format
         self.model = model.to(self.device, memory_format=layout)
@@ -150,10 +204,14 @@ class Trainer:
         self.svag = opt["svag"]
         self.schedule = build_schedule(run["schedule"], t.steps_per_epoch, t.n_steps, opt["momentum"], self.svag,
                                        t.updates_per_step)  # fmt: skip
-        self.streams = [self._stream(offset) for offset in STREAM_SEEDS[: 2 if self.svag > 1 else 1]]
+        B, crop, flip, seed = tr["batch_size"], tr["crop_padding"] > 0, tr["flip"], tr["seed"]
+        self.streams = [
+            BatchStream(self.train, B, t.steps_per_epoch, crop, flip, seeded_generator(self.device, seed + offset))
+            for offset in STREAM_SEEDS[: 2 if self.svag > 1 else 1]
+        ]
         gn = run["gradient_noise"]
-        self.noise = NoiseMeter(self.train, tr["batch_size"], tr["crop_padding"] > 0, tr["flip"],
-                                self._generator(NOISE_SEED), noise_batches(tr["batch_size"], gn["batches"]),
+        noise_generator = seeded_generator(self.device, seed + NOISE_SEED)
+        self.noise = NoiseMeter(self.train, B, crop, flip, noise_generator, noise_batches(B, gn["batches"]),
                                 gn["threshold_c"]) if t.noise_steps else None  # fmt: skip
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(self.trainable, opt, float(self.schedule.lr[0]))
@@ -164,17 +222,6 @@ class Trainer:
         invariant = self.model.scale_invariant and not is_adaptive(opt)
         self.scale = WeightScale(self.layers, tr["rescale_log2"] if invariant else None)
         self.recorder = Recorder(run["evaluation"], opt["momentum"], self.layers, self.train, self.test)
-        self.noise_seconds = 0.0
-
-    def _generator(self, offset: int) -> torch.Generator:
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(self.run["training"]["seed"] + offset)
-        return generator
-
-    def _stream(self, offset: int) -> BatchStream:
-        tr = self.run["training"]
-        return BatchStream(self.train, tr["batch_size"], self.timeline.steps_per_epoch, tr["crop_padding"] > 0,
-                           tr["flip"], self._generator(offset))  # fmt: skip
 
     def describe(self) -> str:
         run, t = self.run, self.timeline
@@ -187,16 +234,8 @@ class Trainer:
     # --- one update -----------------------------------------------------------------------
 
     def start_updates(self) -> None:
-        """Reset the on-device accumulators that ``update`` adds to (fit calls it first)."""
-        dev = self.device
-        self.window_sum = torch.zeros((), dtype=torch.float64, device=dev)
-        self.angle_sum = torch.zeros((), dtype=torch.float64, device=dev)  # per-update angles, summed on device
-        self.window_n = 0
-        # Divergence is tracked on the device (no sync per update): the first bad update.
-        self.first_bad = torch.full((), -1, dtype=torch.int64, device=dev)
-        # The direction after one update is the one before the next: rescaling in between only
-        # multiplies the weights by a power of two, which leaves their direction as is.
-        self.direction = unit_direction(self._flat_weights())
+        """Start the on-device sums that ``update`` adds to (fit does it first)."""
+        self.window = UpdateWindow(self.device, self._flat_weights())
 
     def _flat_weights(self) -> torch.Tensor:
         return torch.cat([p.detach().flatten() for p in self.layers.values()])
@@ -232,15 +271,8 @@ class Trainer:
             norms = torch.stack([torch.linalg.vector_norm(g.double()) for g in grads])
             grad_norm = float(torch.linalg.vector_norm(norms)) * 2.0**-self.scale.log2
         self.optimizer.step()
-        direction = unit_direction(self._flat_weights())
-        angle = chord_angle(self.direction, direction)  # NaN once a weight is inf or NaN
-        self.angle_sum += angle
-        self.direction = direction
         loss = loss.detach()
-        bad = ~torch.isfinite(loss) | ~torch.isfinite(angle)
-        self.first_bad = torch.where(bad & (self.first_bad < 0), index, self.first_bad)
-        self.window_sum += loss
-        self.window_n += 1
+        self.window.add(index, loss, self._flat_weights())
         return loss, before, grad_norm
 
     # --- measurements -----------------------------------------------------------------------
@@ -249,31 +281,19 @@ class Trainer:
         """The evaluation row of effective step ``step``; the window sums start again."""
         t = self.timeline
         update = min(step * t.updates_per_step, t.n_updates - 1)  # the update in force at this step
-        n = self.window_n
-        window = {
-            "window_loss": float(self.window_sum) / n if n else math.nan,
-            "window_angle": float(self.angle_sum) / n if n else math.nan,
-            "before": before,
-            "grad_norm": grad_norm,
-        }
+        loss, angle = self.window.close()
+        last = {"window_loss": loss, "window_angle": angle, "before": before, "grad_norm": grad_norm}
         lr, wd = float(self.schedule.lr[update]), float(self.schedule.wd[update])
-        self.recorder.evaluate(self.model, step, step / t.steps_per_epoch, lr, wd, 2.0**self.scale.log2, window)
-        self.window_sum.zero_()
-        self.angle_sum.zero_()
-        self.window_n = 0
+        self.recorder.evaluate(self.model, step, step / t.steps_per_epoch, lr, wd, 2.0**self.scale.log2, last)
 
     def measure_noise(self, step: int) -> None:
         """Record G, N_B, N = tr Sigma_1 and B* at the current weights (gradient_noise.*)."""
-        tic = time.perf_counter()
-        row = self.noise.measure(self.model, self.trainable, F.cross_entropy, 2.0**-self.scale.log2)
+        row = self.noise.measure(self.model, self.trainable, F.cross_entropy, 2.0**-self.scale.log2, step)
         self.recorder.add_noise(step, row)
-        seconds = time.perf_counter() - tic
-        self.noise_seconds += seconds
-        log.info(
-            "step %d: gradient signal G %.4g, noise tr Sigma_1 %.4g, critical batch size %.4g (%d batches, %.1f s)",
-            step, row["gradient_signal"], row["gradient_noise"], row["critical_batch_size"], self.noise.batches,
-            seconds,
-        )  # fmt: skip
+
+    @property
+    def noise_seconds(self) -> float:
+        return self.noise.seconds if self.noise else 0.0
 
     # --- resume state --------------------------------------------------------------------
 
@@ -281,31 +301,30 @@ class Trainer:
         """Everything the loop needs to continue at ``next_update`` as if never stopped."""
         return {
             "next_update": next_update,
+            "elapsed_s": elapsed_s,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "log2_scale": self.scale.log2,
-            "initial_norm": self.scale.initial_norm,
-            "records": self.recorder.rows,
-            "noise_records": self.recorder.noise_rows,
             "streams": [s.state_dict() for s in self.streams],
             "noise_generator": self.noise.generator.get_state() if self.noise else None,
-            **{k: getattr(self, k) for k in ("window_sum", "angle_sum", "window_n", "first_bad", "direction")},
-            "elapsed_s": elapsed_s,
             "noise_seconds": self.noise_seconds,
+            **self.scale.state_dict(),
+            **self.recorder.state_dict(),
+            **self.window.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> int:
         """Restore a ``state_dict``; returns the update to continue at."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scale.log2, self.scale.initial_norm = state["log2_scale"], state["initial_norm"]
-        self.recorder.rows, self.recorder.noise_rows = state["records"], state["noise_records"]
+        self.scale.load_state_dict(state)
+        self.recorder.load_state_dict(state)
         for stream, saved in zip(self.streams, state["streams"]):
             stream.load_state_dict(saved)
         if self.noise:
             self.noise.generator.set_state(state["noise_generator"].cpu())
-        for key in ("window_sum", "angle_sum", "window_n", "first_bad", "direction", "noise_seconds"):
-            setattr(self, key, state[key])
+            self.noise.seconds = state["noise_seconds"]
+        self.window = UpdateWindow(self.device, self._flat_weights())
+        self.window.load_state_dict(state)
         return state["next_update"]
 
     # --- the loop -----------------------------------------------------------------------
@@ -325,8 +344,8 @@ class Trainer:
             measure = at_step and step in t.eval_steps
             loss, before, grad_norm = self.update(index, measure)
             clock.tick()
-            if (measure or clock.log_due()) and int(self.first_bad) >= 0:
-                bad = int(self.first_bad)
+            if (measure or clock.log_due()) and int(self.window.first_bad) >= 0:
+                bad = int(self.window.first_bad)
                 status = {"status": "diverged", "diverged_step": bad // m, "diverged_update": bad}
                 log.warning("loss or weights became non-finite at update %d: run marked diverged", bad)
                 break
@@ -361,9 +380,8 @@ class Trainer:
 
     def _status(self, status: dict, wall: float) -> dict:
         """The run file's status and cost attributes."""
-        t = self.timeline
-        done = self.recorder.rows["step"][-1] * t.updates_per_step if status["status"] == "completed" else status[
-            "diverged_update"]  # fmt: skip
+        t, completed = self.timeline, status["status"] == "completed"
+        done = self.recorder.rows["step"][-1] * t.updates_per_step if completed else status["diverged_update"]
         train_time = wall - self.noise_seconds
         return {
             **status,

@@ -35,6 +35,42 @@ def _padded(rows: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+DESCRIBED = {
+    "test_accuracy": "test accuracy (mean over seeds)",
+    "test_loss": "test loss (mean over seeds)",
+    "train_loss": "train loss, eval mode (mean over seeds)",
+    "epoch": "passes over the training set at each evaluation",
+    "final_test_accuracy": "test accuracy at the end (mean over completed seeds; NaN: none completed)",
+    "completed_seeds": "runs that completed",
+    "learning_rate": "the LR after the scaling rule",
+    "final_test_accuracy_spread": "max - min over kappa of the final test accuracy (completed runs)",
+    "final_test_accuracy_std": "standard deviation over kappa of the final test accuracy (completed runs)",
+    "test_accuracy_curve_distance": "mean over epochs of |test accuracy - that at the smallest kappa|",
+    "mean_test_accuracy_curve_distance": "test_accuracy_curve_distance averaged over kappa > the smallest",
+    "noise_epoch": "passes over the training set at each noise measurement",
+    "gradient_noise_trace": "trace of the minibatch gradient noise covariance tr Sigma_B at the run's B",
+    "signal_to_noise": "signal-to-noise ratio |grad L|^2 / tr Sigma_B",
+}
+
+
+def _curve_distance(out: xr.Dataset) -> np.ndarray:
+    """Per (optimizer, rule, kappa): the mean |test accuracy - that at the smallest kappa|
+    over epochs. The rule is about trajectories in epochs: each kappa's curve is
+    interpolated onto the reference's evaluation epochs."""
+    distance = np.full(out.final_test_accuracy.shape, np.nan)
+    for i, opt in enumerate(out.optimizer.values):
+        for j, rule in enumerate(out.scaling_rule.values):
+            d = out.sel(optimizer=opt, scaling_rule=rule)
+            ref = d.isel(kappa=0).dropna("evaluation", subset=["test_accuracy"])
+            for k in range(len(out.kappa)):
+                e = d.isel(kappa=k).dropna("evaluation", subset=["test_accuracy"])
+                if len(e.evaluation) and len(ref.evaluation):
+                    inside = ref.epoch.values <= e.epoch.values[-1]
+                    curve = np.interp(ref.epoch.values[inside], e.epoch.values, e.test_accuracy.values)
+                    distance[i, j, k] = np.mean(np.abs(curve - ref.test_accuracy.values[inside]))
+    return distance
+
+
 def sqrt_scaling_analysis(runs: list[xr.Dataset]) -> xr.Dataset:
     """Curves and final test accuracy per (optimizer, scaling rule, kappa), seeds averaged,
     the spread of final test accuracy across kappa per rule, and, where the runs measured
@@ -80,38 +116,9 @@ def sqrt_scaling_analysis(runs: list[xr.Dataset]) -> xr.Dataset:
     final = out.final_test_accuracy
     out["final_test_accuracy_spread"] = final.max("kappa") - final.min("kappa")
     out["final_test_accuracy_std"] = final.std("kappa")
-    # The rule is about trajectories in epochs: each kappa's curve against kappa = min's,
-    # interpolated onto the reference's evaluation epochs.
-    distance = np.full(final.shape, np.nan)
-    for i, opt in enumerate(out.optimizer.values):
-        for j, rule in enumerate(out.scaling_rule.values):
-            d = out.sel(optimizer=opt, scaling_rule=rule)
-            ref = d.isel(kappa=0).dropna("evaluation", subset=["test_accuracy"])
-            for k in range(len(out.kappa)):
-                e = d.isel(kappa=k).dropna("evaluation", subset=["test_accuracy"])
-                if len(e.evaluation) and len(ref.evaluation):
-                    inside = ref.epoch.values <= e.epoch.values[-1]
-                    curve = np.interp(ref.epoch.values[inside], e.epoch.values, e.test_accuracy.values)
-                    distance[i, j, k] = np.mean(np.abs(curve - ref.test_accuracy.values[inside]))
-    out["test_accuracy_curve_distance"] = (("optimizer", "scaling_rule", "kappa"), distance)
+    out["test_accuracy_curve_distance"] = (("optimizer", "scaling_rule", "kappa"), _curve_distance(out))
     out["mean_test_accuracy_curve_distance"] = out.test_accuracy_curve_distance.isel(kappa=slice(1, None)).mean("kappa")
-    described = {
-        "test_accuracy": "test accuracy (mean over seeds)",
-        "test_loss": "test loss (mean over seeds)",
-        "train_loss": "train loss, eval mode (mean over seeds)",
-        "epoch": "passes over the training set at each evaluation",
-        "final_test_accuracy": "test accuracy at the end (mean over completed seeds; NaN: none completed)",
-        "completed_seeds": "runs that completed",
-        "learning_rate": "the LR after the scaling rule",
-        "final_test_accuracy_spread": "max - min over kappa of the final test accuracy (completed runs)",
-        "final_test_accuracy_std": "standard deviation over kappa of the final test accuracy (completed runs)",
-        "test_accuracy_curve_distance": "mean over epochs of |test accuracy - that at the smallest kappa|",
-        "mean_test_accuracy_curve_distance": "test_accuracy_curve_distance averaged over kappa > the smallest",
-        "noise_epoch": "passes over the training set at each noise measurement",
-        "gradient_noise_trace": "trace of the minibatch gradient noise covariance tr Sigma_B at the run's B",
-        "signal_to_noise": "signal-to-noise ratio |grad L|^2 / tr Sigma_B",
-    }
-    for name, text in described.items():
+    for name, text in DESCRIBED.items():
         if name in out:
             out[name].attrs.update(long_name=text, units="1")
     out["kappa"].attrs.update(long_name="batch size / reference batch size", units="1")

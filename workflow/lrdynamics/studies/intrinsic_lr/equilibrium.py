@@ -241,33 +241,13 @@ def _stat(times, fn):
     return fn(times) if np.isfinite(times).any() else np.nan
 
 
-def equilibrium_analysis(
-    histories: list[xr.Dataset],
-    scaling: list[xr.Dataset],
-    angular: list[xr.Dataset],
-    *,
-    metric: str,
-    tolerance: float,
-    final_fraction: float,
-) -> xr.Dataset:
-    """results/analysis/equilibrium.nc: distances, times to equilibrium, the fitted slope.
-
-    ``histories``: the runs of the schedules compared in function space (one experiment
-    each, the first the reference); ``scaling``: the runs of the time-scaling experiment;
-    ``angular``: further runs whose equilibrium quantities are summarized (every run of the
-    three lists is summarized once).
-    """
-    parts = []
-    if histories:
-        by_schedule = runs_by_experiment(histories)
-        n_classes = 1 + max(int(r["test_predictions"].max()) for r in histories)
-        parts.append(function_space_distances(by_schedule, max(n_classes, 10)))
-    all_runs = unique_runs(histories, scaling, angular)
-    per_run = [run_summary(ds, metric, tolerance, final_fraction) for ds in all_runs]
+def run_summaries(runs: list[xr.Dataset], metric: str, tolerance: float, final_fraction: float) -> xr.Dataset:
+    """``run_summary`` of each run, along ``run_id`` (``<experiment>/<run>``)."""
+    per_run = [run_summary(ds, metric, tolerance, final_fraction) for ds in runs]
     run_vars = {
         key: ("run_id", np.array([s[key] for s in per_run])) for key in per_run[0] if key not in ("experiment", "run")
     }
-    runs_ds = xr.Dataset(
+    out = xr.Dataset(
         {k: v for k, v in run_vars.items() if k not in ("seed", "intrinsic_lr")},
         coords={
             "run_id": [f"{s['experiment']}/{s['run']}" for s in per_run],
@@ -289,39 +269,68 @@ def equilibrium_analysis(
         ("effective_lr_measured", "mean effective LR over the last evaluations", "1"),
         ("effective_lr_predicted", "eta / predicted norm^2", "1"),
     ]:
-        runs_ds[name].attrs.update(long_name=long_name, units=units)
-    parts.append(runs_ds)
+        out[name].attrs.update(long_name=long_name, units=units)
+    return out
+
+
+def time_scaling(scaling: list[xr.Dataset], metric: str, tolerance: float, final_fraction: float) -> xr.Dataset:
+    """Time to equilibrium per intrinsic LR (mean, min and max over seeds of the starts'
+    merge time) and the fitted log-log slope with its bootstrap CI."""
+    lrs, per_seed = scaling_merge_times(scaling, metric, tolerance, final_fraction)
+    times = [per_seed[x] for x in lrs]
+    fit = fit_loglog_slope([x for x in lrs for _ in per_seed[x]], [t for x in lrs for t in per_seed[x]])
+    out = xr.Dataset(
+        {
+            "time_to_equilibrium_mean": ("intrinsic_lr", [_stat(t, np.nanmean) for t in times]),
+            "time_to_equilibrium_lower": ("intrinsic_lr", [_stat(t, np.nanmin) for t in times]),
+            "time_to_equilibrium_upper": ("intrinsic_lr", [_stat(t, np.nanmax) for t in times]),
+            "seeds_reached": ("intrinsic_lr", [int(np.isfinite(t).sum()) for t in times]),
+        },
+        coords={"intrinsic_lr": lrs},
+    )
+    for key in ("slope", "slope_ci_low", "slope_ci_high", "intercept"):
+        out[key] = fit[key]
+    for name, long_name in [
+        ("slope", "fitted slope of log time_to_equilibrium on log intrinsic LR"),
+        ("slope_ci_low", "95% bootstrap CI of the slope, low end"),
+        ("slope_ci_high", "95% bootstrap CI of the slope, high end"),
+        ("intercept", "fitted intercept (log steps)"),
+        (
+            "time_to_equilibrium_mean",
+            f"mean over seeds of the first step at which the two starts' {metric} agree within {tolerance:.0%}",
+        ),
+        ("time_to_equilibrium_lower", "earliest seed's time to equilibrium"),
+        ("time_to_equilibrium_upper", "latest seed's time to equilibrium"),
+        ("seeds_reached", "seeds whose two starts met"),
+        ("intrinsic_lr", "intrinsic LR eta*lambda/(1-gamma)"),
+    ]:
+        out[name].attrs.update(long_name=long_name, units="1")
+    return out
+
+
+def equilibrium_analysis(
+    histories: list[xr.Dataset],
+    scaling: list[xr.Dataset],
+    angular: list[xr.Dataset],
+    *,
+    metric: str,
+    tolerance: float,
+    final_fraction: float,
+) -> xr.Dataset:
+    """results/analysis/equilibrium.nc: distances, times to equilibrium, the fitted slope.
+
+    ``histories``: the runs of the schedules compared in function space (one experiment
+    each, the first the reference); ``scaling``: the runs of the time-scaling experiment;
+    ``angular``: further runs whose equilibrium quantities are summarized (every run of the
+    three lists is summarized once).
+    """
+    parts = []
+    if histories:
+        n_classes = 1 + max(int(r["test_predictions"].max()) for r in histories)
+        parts.append(function_space_distances(runs_by_experiment(histories), max(n_classes, 10)))
+    parts.append(run_summaries(unique_runs(histories, scaling, angular), metric, tolerance, final_fraction))
     if scaling:
-        lrs, per_seed = scaling_merge_times(scaling, metric, tolerance, final_fraction)
-        times = [per_seed[x] for x in lrs]
-        fit = fit_loglog_slope([x for x in lrs for _ in per_seed[x]], [t for x in lrs for t in per_seed[x]])
-        scal = xr.Dataset(
-            {
-                "time_to_equilibrium_mean": ("intrinsic_lr", [_stat(t, np.nanmean) for t in times]),
-                "time_to_equilibrium_lower": ("intrinsic_lr", [_stat(t, np.nanmin) for t in times]),
-                "time_to_equilibrium_upper": ("intrinsic_lr", [_stat(t, np.nanmax) for t in times]),
-                "seeds_reached": ("intrinsic_lr", [int(np.isfinite(t).sum()) for t in times]),
-            },
-            coords={"intrinsic_lr": lrs},
-        )
-        for key in ("slope", "slope_ci_low", "slope_ci_high", "intercept"):
-            scal[key] = fit[key]
-        scal["slope"].attrs.update(long_name="fitted slope of log time_to_equilibrium on log intrinsic LR", units="1")
-        scal["slope_ci_low"].attrs.update(long_name="95% bootstrap CI of the slope, low end", units="1")
-        scal["slope_ci_high"].attrs.update(long_name="95% bootstrap CI of the slope, high end", units="1")
-        scal["intercept"].attrs.update(long_name="fitted intercept (log steps)", units="1")
-        for name, long_name in [
-            (
-                "time_to_equilibrium_mean",
-                f"mean over seeds of the first step at which the two starts' {metric} agree within {tolerance:.0%}",
-            ),
-            ("time_to_equilibrium_lower", "earliest seed's time to equilibrium"),
-            ("time_to_equilibrium_upper", "latest seed's time to equilibrium"),
-            ("seeds_reached", "seeds whose two starts met"),
-        ]:
-            scal[name].attrs.update(long_name=long_name, units="1")
-        scal["intrinsic_lr"].attrs.update(long_name="intrinsic LR eta*lambda/(1-gamma)", units="1")
-        parts.append(scal)
+        parts.append(time_scaling(scaling, metric, tolerance, final_fraction))
     # "override" keeps each variable's own attributes (each comes from one part only)
     out = xr.merge(parts, compat="no_conflicts", join="outer", combine_attrs="override")
     out.attrs.update(
