@@ -71,7 +71,7 @@ def test_counterpart_is_the_same_trajectory_in_float64(synth_data_dir, schedule,
 
 
 def test_zero_momentum_buffer_breaks_exactness(synth_data_dir):
-    """papers.md: with a zero buffer the runs differ (the buffer init is what makes it exact)."""
+    """docs/science.md section 2: with a zero buffer the runs differ (the buffer init is what makes it exact)."""
     schedule = {"name": "constant", "lr": 0.1, "wd": 5.0e-4}
     reference = fit(run_of(synth_data_dir, schedule))
     plain = fit(run_of(synth_data_dir, {**schedule, "name": "exponential"}))

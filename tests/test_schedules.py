@@ -60,7 +60,7 @@ def test_counterpart_of_constant_is_the_papers_exp_lr():
     np.testing.assert_allclose(s.lr, 0.1 * alpha ** (-2.0 * t - 1), rtol=1e-10)
     np.testing.assert_allclose(s.scale, alpha ** -np.arange(501.0), rtol=1e-10)
     assert not s.wd.any()
-    assert s.buffer_init == pytest.approx(-(1 - alpha) / (0.1 * alpha), rel=1e-12)  # papers.md
+    assert s.buffer_init == pytest.approx(-(1 - alpha) / (0.1 * alpha), rel=1e-12)  # docs/science.md section 2
     plain = build_schedule({**SPEC, "name": "exponential"}, 10, 500, momentum=0.9)
     np.testing.assert_allclose(plain.lr, s.lr, rtol=1e-10)
     assert plain.buffer_init is None  # the plain Exp LR starts its buffer at zero

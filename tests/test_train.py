@@ -85,7 +85,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(synth_data_dir, tmp_pat
 
 def test_norm_grows_without_weight_decay(synth_data_dir, tmp_path):
     """Plain SGD on a scale-invariant net: grad is orthogonal to w, so |w|^2 grows by
-    eta^2 |g|^2 every step (papers.md section 2)."""
+    eta^2 |g|^2 every step (docs/science.md section 3)."""
     run = one_run(synth_data_dir, optimizer={"momentum": 0.0}, schedule={"wd": 0.0})
     ds = train(run, tmp_path / "nowd.nc", threads=1)
     norms = ds.total_weight_norm.values

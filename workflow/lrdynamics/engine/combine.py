@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 
 import numpy as np
 import xarray as xr
 
 from lrdynamics.engine.contract import RUN_DIMS
-from lrdynamics.engine.runfile import grid_dims, source_version
+from lrdynamics.engine.runfile import file_attributes, grid_dims
 
 
 def combine_runs(runs: list[xr.Dataset]) -> xr.Dataset:
@@ -121,11 +120,9 @@ def experiment_dataset(runs: list[xr.Dataset]) -> xr.Dataset:
         var.encoding = {}  # the runs' int encodings would turn the NaN padding into garbage
     first = runs[0].attrs
     combined.attrs = {k: v for k, v in combined.attrs.items() if k not in lifted}
+    title = f"experiment {first.get('experiment')}: {len(runs)} runs along ({', '.join(dims)})"
     combined.attrs.update(
-        Conventions=first.get("Conventions", "CF-1.10"),
-        title=f"experiment {first.get('experiment')}: {len(runs)} runs along ({', '.join(dims)})",
-        history=f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}: combined by lrdynamics.engine.combine",
-        source=source_version(),
+        file_attributes(title, combined.attrs.get("references", ""), "lrdynamics.engine.combine"),
         grid_hyperparameters=", ".join(dims),
         runs_missing=len(holes),
     )

@@ -91,6 +91,7 @@ KEY_HYPERPARAMETERS = {
     "seed": ("training", "seed"),
 }
 STATUSES = ("completed", "diverged")
+CONVENTIONS = "CF-1.10"
 GLOBAL_ATTRIBUTES = ("Conventions", "title", "source", "history", "references", "config_json", "status")
 
 

@@ -22,6 +22,7 @@ import xarray as xr
 import lrdynamics
 from lrdynamics.engine.adaptive import updates_per_step
 from lrdynamics.engine.contract import (
+    CONVENTIONS,
     COORDINATES,
     GD_COORDINATES,
     GD_VARIABLES,
@@ -48,6 +49,19 @@ def source_version() -> str:
     except (OSError, subprocess.SubprocessError):
         commit = "unknown"
     return f"lrdynamics {lrdynamics.__version__} (git {commit})"
+
+
+def file_attributes(title: str, references: str, writer: str) -> dict:
+    """The global attributes of every file the workflow writes (run, experiment and analysis
+    files): the CF conventions, what the file holds, the paper(s) it reproduces, the code
+    that made it, and when."""
+    return {
+        "Conventions": CONVENTIONS,
+        "title": title,
+        "source": source_version(),
+        "history": f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}: written by {writer}",
+        "references": references,
+    }
 
 
 def coordinate_value(value):
@@ -164,11 +178,7 @@ def with_run_metadata(ds: xr.Dataset, run: dict, what: str, writer: str) -> xr.D
         for k in hp:
             ds[k].attrs["long_name"] = f"grid hyperparameter {k}"
     ds.attrs.update(
-        Conventions="CF-1.10",
-        title=f"{what} {run['run']} of experiment {run['experiment']}",
-        source=source_version(),
-        history=f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}: written by {writer}",
-        references=run.get("references", ""),
+        file_attributes(f"{what} {run['run']} of experiment {run['experiment']}", run.get("references", ""), writer),
         config_json=json.dumps(run, sort_keys=True),
         experiment=run["experiment"],
         run=run["run"],

@@ -53,8 +53,7 @@ def plot_adaptive_sqrt_scaling(inputs: FigureInputs, png, pdf=None) -> None:
         ax.legend(fontsize=8)
     left_out = adaptive.attrs.get("scaling_diverged_runs", "none")
     note = "" if left_out == "none" else f"\ndiverged: {left_out}"
-    fig.suptitle(f"{title}\nBatch size x kappa under each scaling rule{note}", fontsize=11)
-    save(fig, png, pdf)
+    save(fig, png, pdf, title=f"{title}\nBatch size x kappa under each scaling rule{note}")
 
 
 def plot_adaptive_svag(inputs: FigureInputs, png, pdf=None) -> None:
@@ -80,6 +79,5 @@ def plot_adaptive_svag(inputs: FigureInputs, png, pdf=None) -> None:
         plot_svag_distance(row[1], d, ref, prefix="svag_")
     left_out = adaptive.attrs.get("svag_diverged_runs", "none")
     note = "" if left_out == "none" else f"\ndiverged, left out: {left_out}"
-    fig.suptitle(f"{title}\nSVAG for Adam/RMSprop converges to their SDE as l grows: curves should collapse{note}",
-                 fontsize=11)  # fmt: skip
-    save(fig, png, pdf)
+    heading = f"{title}\nSVAG for Adam/RMSprop converges to their SDE as l grows: curves should collapse{note}"
+    save(fig, png, pdf, title=heading)

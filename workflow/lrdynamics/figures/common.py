@@ -80,7 +80,10 @@ def long_frame(runs: list[xr.Dataset], variables: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def save(fig, png, pdf=None) -> None:
+def save(fig, png, pdf=None, title: str | None = None, fontsize: int = 11) -> None:
+    """Give the figure its title (``title``: the suptitle) and write the PNG (and PDF)."""
+    if title is not None:
+        fig.suptitle(title, fontsize=fontsize)
     fig.savefig(png, dpi=130, bbox_inches="tight")
     if pdf:
         fig.savefig(pdf, bbox_inches="tight")

@@ -42,12 +42,11 @@ def plot_explr_equivalence(inputs: FigureInputs, png, pdf=None) -> None:
         ax.set_xlabel("epoch")
         ax.set_ylabel("max |logit difference| (test)")
         ax.legend(fontsize=8, loc="lower right")
-    fig.suptitle(
+    heading = (
         f"{analysis.attrs['title']}\n(dtype {analysis.dtype.values[0]}; equal curves and a logit gap at the chaos "
-        "floor mean the same trajectory)",
-        fontsize=11,
+        "floor mean the same trajectory)"
     )
-    save(fig, png, pdf)
+    save(fig, png, pdf, title=heading)
 
 
 def plot_explr_weight_norm(inputs: FigureInputs, png, pdf=None) -> None:
@@ -72,12 +71,11 @@ def plot_explr_weight_norm(inputs: FigureInputs, png, pdf=None) -> None:
         if logy:
             ax.set_yscale("log")
     attrs = runs[0].attrs
-    fig.suptitle(
+    heading = (
         f"{title or attrs['experiment']}\nlr {attrs['lr0']}, WD {attrs['wd0']}, momentum {attrs['momentum']}: "
-        "the counterpart's norm grows exponentially while its effective LR and accuracy match the WD run",
-        fontsize=11,
+        "the counterpart's norm grows exponentially while its effective LR and accuracy match the WD run"
     )
-    save(fig, png, pdf)
+    save(fig, png, pdf, title=heading)
 
 
 def schedule_frame(runs: list[xr.Dataset]) -> pd.DataFrame:
@@ -118,5 +116,4 @@ def plot_texp_vs_step(inputs: FigureInputs, png, pdf=None) -> None:
         axes[1, j].set_ylabel("effective LR $\\eta/\\|w\\|^2$ (log)")
         sns.lineplot(data=df, y="test_accuracy", ax=axes[2, j], legend=False, **common)
         axes[2, j].set_ylabel("test accuracy")
-    fig.suptitle("Step decay, its exponential counterparts, and decays of WD instead of LR", fontsize=12)
-    save(fig, png, pdf)
+    save(fig, png, pdf, title="Step decay, its exponential counterparts, and decays of WD instead of LR", fontsize=12)

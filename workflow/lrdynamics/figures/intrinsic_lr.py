@@ -49,12 +49,11 @@ def plot_intrinsic_lr_equilibrium(inputs: FigureInputs, png, pdf=None) -> None:
     ax.set_ylabel("mean l1 distance of label distributions")
     ax.legend(fontsize=7)
     n_seeds = min(len(r) for r in experiments.values())
-    fig.suptitle(
+    heading = (
         f"Different LR/WD histories, then the same LR and WD: one equilibrium ({n_seeds} seeds each; "
-        "band = min..max over seeds; dotted = distance between two halves of one schedule's seeds)",
-        fontsize=11,
+        "band = min..max over seeds; dotted = distance between two halves of one schedule's seeds)"
     )
-    save(fig, png, pdf)
+    save(fig, png, pdf, title=heading)
 
 
 def plot_equilibrium_time_scaling(inputs: FigureInputs, png, pdf=None) -> None:
@@ -103,13 +102,12 @@ def plot_equilibrium_time_scaling(inputs: FigureInputs, png, pdf=None) -> None:
     ax.legend(fontsize=8)
     reached = int(analysis.seeds_reached.sum())
     total = len(runs) // 2
-    fig.suptitle(
+    heading = (
         f"{title}\nequilibrium: first step at which the two starts' {metric.replace('_', ' ')} agree within "
         f"{analysis.attrs['equilibrium_tolerance']:.0%} (and still do at the end); "
-        f"{reached}/{total} seed pairs reached it",
-        fontsize=11,
+        f"{reached}/{total} seed pairs reached it"
     )
-    save(fig, png, pdf)
+    save(fig, png, pdf, title=heading)
 
 
 def plot_small_lr_generalization(inputs: FigureInputs, png, pdf=None) -> None:
@@ -138,8 +136,7 @@ def plot_small_lr_generalization(inputs: FigureInputs, png, pdf=None) -> None:
         lines.append(f"LR {lr}: final {curve.iloc[-1]:.4f}; within 0.005 of {target:.4f} {when}")
     axes[0].text(0.02, 0.02, "\n".join(lines), transform=axes[0].transAxes, fontsize=8, va="bottom",
                  bbox=dict(facecolor="white", alpha=0.8))  # fmt: skip
-    fig.suptitle(f"{title}\nmean over seeds; band = min..max", fontsize=11)
-    save(fig, png, pdf)
+    save(fig, png, pdf, title=f"{title}\nmean over seeds; band = min..max")
 
 
 def plot_angular_update(inputs: FigureInputs, png, pdf=None) -> None:
@@ -185,5 +182,4 @@ def plot_scale_invariant_toy(inputs: FigureInputs, png, pdf=None) -> None:
         ax.set_xlabel("GD step")
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{toy.attrs['title']}: with WD the loss never settles, without WD it converges", fontsize=11)
-    save(fig, png, pdf)
+    save(fig, png, pdf, title=f"{toy.attrs['title']}: with WD the loss never settles, without WD it converges")

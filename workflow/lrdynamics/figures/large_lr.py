@@ -48,8 +48,7 @@ def plot_edge_of_stability(inputs: FigureInputs, png, pdf=None) -> None:
     axes[1].set_ylabel("training loss (log)")
     axes[1].set_title("the loss keeps falling, non-monotonically, at the edge of stability", fontsize=10)
     axes[1].legend(fontsize=8)
-    fig.suptitle(title or "Edge of stability", fontsize=11)
-    save(fig, png, pdf)
+    save(fig, png, pdf, title=title or "Edge of stability")
 
 
 def plot_catapult(inputs: FigureInputs, png, pdf=None) -> None:
@@ -95,11 +94,8 @@ def plot_catapult(inputs: FigureInputs, png, pdf=None) -> None:
         ax.axvspan(2, 4, color="0.9", zorder=0)
         ax.set_xlabel("$\\eta\\lambda_0$ (grey: the catapult window 2..4)")
         ax.legend(fontsize=8)
-    fig.suptitle(
-        f"{toy.attrs['title']}, $\\lambda_0$ = {toy.attrs['lambda0']:.3f}: catapult for 2 < $\\eta\\lambda_0$ < 4",
-        fontsize=11,
-    )
-    save(fig, png, pdf)
+    heading = f"{toy.attrs['title']}, $\\lambda_0$ = {toy.attrs['lambda0']:.3f}: catapult for 2 < $\\eta\\lambda_0$ < 4"
+    save(fig, png, pdf, title=heading)
 
 
 def plot_balancing(inputs: FigureInputs, png, pdf=None) -> None:
@@ -155,8 +151,7 @@ def plot_balancing(inputs: FigureInputs, png, pdf=None) -> None:
         axes[3].set_ylabel("$(\\|W_1\\| - \\|W_2\\|)^2$ (log)")
         axes[3].set_title(f"real nets (experiment {experiment}; dotted: mse, solid: huber)", fontsize=10)
         axes[3].legend(fontsize=6, ncol=2)
-    fig.suptitle(f"{toy.attrs['title']}", fontsize=11)
-    save(fig, png, pdf)
+    save(fig, png, pdf, title=f"{toy.attrs['title']}")
 
 
 def plot_regularity(inputs: FigureInputs, png, pdf=None) -> None:

@@ -40,9 +40,8 @@ def plot_training_curves(inputs: FigureInputs, png, pdf=None) -> None:
     axes.flat[0].legend(fontsize=8, title=None)
     exp = runs[0].attrs
     n_seeds = df.groupby("run")["seed"].nunique().max()
-    fig.suptitle(
+    heading = (
         f"{title or exp['experiment']}\n{exp['model']} ({exp['norm']}), {exp['dataset']}, B={exp['batch_size']}, "
-        f"momentum {exp['momentum']}; mean over {n_seeds} seed(s), band = min..max",
-        fontsize=11,
+        f"momentum {exp['momentum']}; mean over {n_seeds} seed(s), band = min..max"
     )
-    save(fig, png, pdf)
+    save(fig, png, pdf, title=heading)

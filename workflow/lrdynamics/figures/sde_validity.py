@@ -30,8 +30,7 @@ def plot_svag_convergence(inputs: FigureInputs, png, pdf=None) -> None:
     plot_svag_distance(axes[2], svag, ref)
     left_out = svag.attrs.get("diverged_runs", "none")
     note = "" if left_out == "none" else f"\ndiverged, left out of the means: {left_out}"
-    fig.suptitle(f"{title}\nSVAG converges to the SDE of SGD as l grows: curves should collapse{note}", fontsize=11)
-    save(fig, png, pdf)
+    save(fig, png, pdf, title=f"{title}\nSVAG converges to the SDE of SGD as l grows: curves should collapse{note}")
 
 
 def plot_svag_distance(ax, svag: xr.Dataset, ref: int, prefix: str = "") -> None:
@@ -74,8 +73,7 @@ def plot_lsr_validity(inputs: FigureInputs, png, pdf=None) -> None:
         ax.set_ylabel("final test accuracy")
         ax.set_title(titles[name] or name, fontsize=10)
         ax.legend(fontsize=8)
-    fig.suptitle("Linear scaling rule: accuracy holds up to about the predicted critical batch size", fontsize=11)
-    save(fig, png, pdf)
+    save(fig, png, pdf, title="Linear scaling rule: accuracy holds up to about the predicted critical batch size")
 
 
 def plot_noise_signal(inputs: FigureInputs, png, pdf=None) -> None:
@@ -100,5 +98,4 @@ def plot_noise_signal(inputs: FigureInputs, png, pdf=None) -> None:
             ax.set_ylabel(ylabel)
         row[0].set_title(titles[name] or name, fontsize=10, loc="left")
         row[2].legend(fontsize=7, ncol=2)
-    fig.suptitle("Gradient signal and noise during training (negative estimates of G not drawn)", fontsize=11)
-    save(fig, png, pdf)
+    save(fig, png, pdf, title="Gradient signal and noise during training (negative estimates of G not drawn)")

@@ -3,7 +3,7 @@ files; the workflow (rules, the plot and analysis scripts, the config checks) re
 declarations and nothing else.
 
 Plain Python, no torch or numpy: the config imports the catalog before any job starts.
-Code is named by dotted path (``"lrdynamics.figures.overview:plot_training_curves"``) and
+Code is named by dotted path (``"lrdynamics.figures.<study>:plot_<figure>"``) and
 imported only by the job that runs it.
 """
 

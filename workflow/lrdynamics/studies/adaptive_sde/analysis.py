@@ -10,7 +10,7 @@ import json
 import numpy as np
 import xarray as xr
 
-from lrdynamics.engine.runfile import drop_hyperparameter_dims
+from lrdynamics.engine.runfile import drop_hyperparameter_dims, file_attributes
 from lrdynamics.studies.adaptive_sde import REFERENCE
 from lrdynamics.studies.sde_validity.svag import svag_analysis
 
@@ -159,11 +159,7 @@ def adaptive_analysis(scaling: list[xr.Dataset], svag: list[xr.Dataset]) -> xr.D
         raise ValueError("the adaptive analysis needs the runs of adaptive_sqrt_scaling or adaptive_svag")
     attrs = {k: v for p in parts for k, v in p.attrs.items()}
     out = xr.merge(parts, join="outer", compat="no_conflicts", combine_attrs="drop")
-    out.attrs.update(
-        attrs,
-        title="Adam/RMSprop: batch-size scaling rules and SVAG",
-        references=REFERENCE,
-    )
+    out.attrs.update(attrs, **file_attributes("Adam/RMSprop: batch-size scaling rules and SVAG", REFERENCE, __name__))
     return out
 
 

@@ -20,7 +20,7 @@ import json
 import numpy as np
 import xarray as xr
 
-from lrdynamics.engine.runfile import drop_hyperparameter_dims, source_version
+from lrdynamics.engine.runfile import drop_hyperparameter_dims, file_attributes
 from lrdynamics.studies.exponential_lr import REFERENCE
 
 EQUIVALENCE_KEYS = ("wd_as_exp_lr", "perturb_init")
@@ -134,14 +134,8 @@ def explr_equivalence(runs: list[xr.Dataset]) -> xr.Dataset:
         for label, members in group_pairs(exp_runs).items()
     ]
     out = xr.concat(pairs, dim="pair", join="outer", coords="different", compat="equals", data_vars="all")
-    out.attrs.update(
-        Conventions="CF-1.10",
-        title="Exponential-LR equivalence: each schedule with WD vs its exact counterpart without WD",
-        references=REFERENCE,
-        source=source_version(),
-        history="written by lrdynamics.studies.exponential_lr.equivalence",
-        logit_diff_floor=LOGIT_DIFF_FLOOR,
-    )
+    title = "Exponential-LR equivalence: each schedule with WD vs its exact counterpart without WD"
+    out.attrs.update(file_attributes(title, REFERENCE, __name__), logit_diff_floor=LOGIT_DIFF_FLOOR)
     return out
 
 

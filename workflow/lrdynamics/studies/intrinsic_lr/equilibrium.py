@@ -26,7 +26,7 @@ import numpy as np
 import xarray as xr
 
 from lrdynamics.engine.runfile import drop_hyperparameter_dims as _flat
-from lrdynamics.engine.runfile import runs_by_experiment, source_version, unique_runs
+from lrdynamics.engine.runfile import file_attributes, runs_by_experiment, unique_runs
 from lrdynamics.studies.intrinsic_lr import REFERENCE
 
 # --- equilibrium predictions (docs/science.md section 3; Li, Lyu & Arora 2020; Wan et al. 2021) ---
@@ -334,11 +334,7 @@ def equilibrium_analysis(
     # "override" keeps each variable's own attributes (each comes from one part only)
     out = xr.merge(parts, compat="no_conflicts", join="outer", combine_attrs="override")
     out.attrs.update(
-        Conventions="CF-1.10",
-        title="Equilibrium of normalized nets under SGD with weight decay",
-        references=REFERENCE,
-        source=source_version(),
-        history="written by lrdynamics.studies.intrinsic_lr.equilibrium",
+        file_attributes("Equilibrium of normalized nets under SGD with weight decay", REFERENCE, __name__),
         equilibrium_metric=metric,
         equilibrium_tolerance=tolerance,
         equilibrium_final_fraction=final_fraction,

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from lrdynamics.engine.runfile import source_version
+from lrdynamics.engine.runfile import file_attributes
+from lrdynamics.studies.intrinsic_lr import REFERENCE
 
 
 def scale_invariant_loss_and_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
@@ -46,11 +47,7 @@ def scale_invariant_dataset(lr: float, wds: list[float], steps: int) -> xr.Datas
         },
         coords={"wd": wds, "step": np.arange(steps + 1)},
         attrs={
-            "Conventions": "CF-1.10",
-            "title": f"Full-batch GD on x^2/(x^2+y^2) from (1, 1), lr {lr}",
-            "references": "Li, Lyu & Arora 2020, section on GD with WD not converging",
-            "source": source_version(),
-            "history": "written by lrdynamics.studies.intrinsic_lr.toy",
+            **file_attributes(f"Full-batch GD on x^2/(x^2+y^2) from (1, 1), lr {lr}", REFERENCE, __name__),
             "lr": lr,
         },
     )

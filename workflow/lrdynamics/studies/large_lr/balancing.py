@@ -18,8 +18,10 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from lrdynamics.engine.runfile import source_version
+from lrdynamics.engine.runfile import file_attributes
 from lrdynamics.studies.large_lr.toy_losses import toy_loss
+
+REFERENCE = "Wang, Chen, Zhao & Tao 2022, Large learning rate tames homogeneity"
 
 
 def factorization_start(n: int, m: int, d: int, x_norm: float, y_norm: float, seed: int):
@@ -135,11 +137,9 @@ def balancing_dataset(
         {k: (d, v, {"long_name": ln, "units": "1"}) for k, (d, v, ln) in data.items()},
         coords={"loss_function": losses, "problem": list(problems), "c": c, "step": np.arange(steps + 1)},
         attrs={
-            "Conventions": "CF-1.10",
-            "title": f"Balancing toy: GD from ||X|| = {x_norm}, ||Y|| = {y_norm}, h = c/L0",
-            "references": "Wang, Chen, Zhao & Tao 2022, Large learning rate tames homogeneity",
-            "source": source_version(),
-            "history": "written by lrdynamics.studies.large_lr.balancing",
+            **file_attributes(
+                f"Balancing toy: GD from ||X|| = {x_norm}, ||Y|| = {y_norm}, h = c/L0", REFERENCE, __name__
+            ),
             "L0": x_norm**2 + y_norm**2,
             "matrix_shape": list(matrix_shape),
         },

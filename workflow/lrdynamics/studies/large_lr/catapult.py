@@ -17,8 +17,10 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from lrdynamics.engine.runfile import source_version
+from lrdynamics.engine.runfile import file_attributes
 from lrdynamics.studies.large_lr.toy_losses import toy_loss
+
+REFERENCE = "Lewkowycz, Bahri, Dyer, Sohl-Dickstein & Gur-Ari 2020, The large learning rate phase"
 
 
 def catapult_gd(
@@ -116,11 +118,9 @@ def catapult_dataset(
         {k: (d, np.stack(v), {"long_name": ln, "units": "1"}) for k, (ln, d, v) in described.items()},
         coords={"loss_function": losses, "eta_lambda0": c, "t": np.arange(steps + 1)},
         attrs={
-            "Conventions": "CF-1.10",
-            "title": f"Catapult toy: two-layer linear net of width {width} on one example, GD",
-            "references": "Lewkowycz, Bahri, Dyer, Sohl-Dickstein & Gur-Ari 2020, The large learning rate phase",
-            "source": source_version(),
-            "history": "written by lrdynamics.studies.large_lr.catapult",
+            **file_attributes(
+                f"Catapult toy: two-layer linear net of width {width} on one example, GD", REFERENCE, __name__
+            ),  # fmt: skip
             "lambda0": float(runs[0]["lambda0"][0]),
             "huber_delta": huber_delta,
         },

@@ -26,8 +26,9 @@ import json
 import numpy as np
 import xarray as xr
 
-from lrdynamics.engine.runfile import drop_hyperparameter_dims, source_version
+from lrdynamics.engine.runfile import drop_hyperparameter_dims, file_attributes
 
+REFERENCES = "Cohen et al. 2021; Lewkowycz et al. 2020; Wang, Chen, Zhao & Tao 2022; Wang, Xu, Zhao & Tao 2023"
 OUTCOMES = ("diverged", "catapult_then_eos", "catapult", "eos", "stable", "unsettled")
 # A loss that rises more than 10% above its initial value has spiked (a catapult).
 SPIKE_MARGIN = 0.1
@@ -110,7 +111,7 @@ def eos_analysis(runs: list[xr.Dataset], *, band: float, late_fraction: float) -
             ).expand_dims(run=[f"{run['experiment']}/{run['run']}"])
         )
     if not runs:
-        return xr.Dataset(attrs={"Conventions": "CF-1.10", "title": "no GD runs", "source": source_version()})
+        return xr.Dataset(attrs=file_attributes("no GD runs", REFERENCES, __name__))
     out = xr.concat(curves, dim="run", join="outer", data_vars="all", coords="different", compat="equals")
     out["balance"].attrs = {"long_name": "(||W_1|| - ||W_L||)^2", "units": "1"}
     out["sharpness"].attrs = {"long_name": "top Hessian eigenvalue of the training loss", "units": "1"}
@@ -126,11 +127,9 @@ def eos_analysis(runs: list[xr.Dataset], *, band: float, late_fraction: float) -
         "seed": [c["seed"] for c in configs],
     }
     out = out.assign_coords({k: ("run", np.asarray(v)) for k, v in coords.items()})
+    title = "Full-batch GD: sharpness against 2/lr, catapult spikes and layer balance per run"
     out.attrs.update(
-        Conventions="CF-1.10",
-        title="Full-batch GD: sharpness against 2/lr, catapult spikes and layer balance per run",
-        source=source_version(),
-        references="Cohen et al. 2021; Lewkowycz et al. 2020; Wang, Chen, Zhao & Tao 2022; Wang, Xu, Zhao & Tao 2023",
+        file_attributes(title, REFERENCES, __name__),
         band=band,
         late_fraction=late_fraction,
         outcomes=" ".join(OUTCOMES),

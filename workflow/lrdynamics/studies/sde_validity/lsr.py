@@ -12,7 +12,7 @@ import math
 import numpy as np
 import xarray as xr
 
-from lrdynamics.engine.runfile import drop_hyperparameter_dims, runs_by_experiment
+from lrdynamics.engine.runfile import drop_hyperparameter_dims, file_attributes, runs_by_experiment
 from lrdynamics.studies.sde_validity import REFERENCE
 
 
@@ -68,8 +68,7 @@ def lsr_analysis(runs: list[xr.Dataset], *, late_fraction: float) -> xr.Dataset:
     out["diverged"] = out.diverged.astype(np.int8)
     out["noise_epoch"].attrs.update(long_name="epochs at the noise measurement", units="1")
     out.attrs.update(
-        title="Linear scaling rule: accuracy vs batch size, gradient signal and noise",
-        references=REFERENCE,
+        file_attributes("Linear scaling rule: accuracy vs batch size, gradient signal and noise", REFERENCE, __name__)
     )
     return out
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from lrdynamics.engine.runfile import drop_hyperparameter_dims
+from lrdynamics.engine.runfile import drop_hyperparameter_dims, file_attributes
 from lrdynamics.studies.sde_validity import REFERENCE
 
 
@@ -58,8 +58,7 @@ def svag_analysis(runs: list[xr.Dataset]) -> xr.Dataset:
         )
     out["seeds"] = ("l", [len(by_l[l]) for l in ls], {"long_name": "runs averaged", "units": "1"})
     out.attrs.update(
-        title="SVAG convergence: curves per l at matched effective steps",
-        references=REFERENCE,
+        file_attributes("SVAG convergence: curves per l at matched effective steps", REFERENCE, __name__),
         reference_l=ls[-1],
         diverged_runs=", ".join(diverged) or "none",
     )
