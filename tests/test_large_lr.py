@@ -2,6 +2,8 @@
 catapult and balancing toys, the EoS analysis and the GD config."""
 
 import copy
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -181,6 +183,22 @@ def test_an_interrupted_gd_run_resumes_to_the_same_numbers(synth_data_dir):
     resumed.fit(state=stop.state)
     assert resumed.records["train_loss"] == whole.records["train_loss"]
     np.testing.assert_array_equal(np.array(resumed.sharp["sharpness"]), np.array(whole.sharp["sharpness"]))
+
+
+def test_the_command_line_trains_a_gd_run_from_its_file_config(synth_data_dir, tmp_path):
+    """python -m lrdynamics.train takes the config_json of a GD run file as of an SGD one,
+    and gives the same file (the one job driver picks the GD engine from the run)."""
+    run = gd_run(synth_data_dir, lr_multiple=0.5, steps=12, sharpness_every=4)
+    direct = train(run, tmp_path / "direct.nc", threads=1)
+    path = tmp_path / "gd.json"
+    path.write_text(direct.attrs["config_json"])
+    cmd = [sys.executable, "-m", "lrdynamics.train", str(path), str(tmp_path / "cli.nc"), "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (cli,) = open_runs([tmp_path / "cli.nc"])
+    assert cli.attrs["kind"] == "full_batch_gd" and cli.attrs["status"] == "completed"
+    for name in ("train_loss", "sharpness", "layer_norm"):
+        np.testing.assert_array_equal(cli[name].values, direct[name].values)
 
 
 def test_gd_config_errors_name_the_key(synth_data_dir):
