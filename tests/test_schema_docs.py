@@ -176,3 +176,12 @@ def test_every_default_is_valid(path, spec):
     validator = jsonschema.Draft202012Validator(SCHEMA).evolve(schema=spec)
     errors = [e.message for e in validator.iter_errors(spec["default"])]
     assert not errors, f"{path}: default {spec['default']!r} is invalid: {errors}"
+
+
+def test_the_key_reference_of_config_readme_is_generated_from_the_schema():
+    """config/README.md's tables are the schema's (python -m lrdynamics.config.reference)."""
+    from lrdynamics.config.reference import MARKER, README, render
+
+    text = README.read_text()
+    assert len(MARKER.findall(text)) >= 10  # every part of the config has its table
+    assert render(text) == text, "stale key reference: run python -m lrdynamics.config.reference"

@@ -28,7 +28,12 @@ MARKER = re.compile(r"(<!-- keys: (?P<pointer>\S+) -->\n)(?P<body>.*?)(<!-- /key
 HEADER = "| key | type / allowed | default | meaning |\n| --- | --- | --- | --- |\n"
 # Keys without a default, and what their absence means (tests/test_schema_docs.py checks
 # that every other optional key has one).
-ABSENT = {"figure": "(absent: not drawn)", "required": "— (required)", "run": "— (required in every resolved run)"}
+ABSENT = {
+    "figure": "(absent: not drawn)",
+    "required": "— (required)",
+    "run": "— (required in every resolved run)",
+    "optional": "— (optional)",
+}
 
 
 def node(pointer: str) -> dict:
@@ -76,8 +81,9 @@ def _range(spec: dict, kind: str) -> str:
 PLURAL = {"integer": "integers", "number": "numbers", "string": "strings", "boolean": "booleans"}
 
 
-def type_text(spec: dict, plural: bool = False) -> str:
-    """The "type / allowed" cell of a key (``plural``: said of the items of a list)."""
+def type_text(spec: dict, plural: bool = False, expanded: bool = True) -> str:
+    """The "type / allowed" cell of a key (``plural``: said of the items of a list;
+    ``expanded``: a mapping whose keys follow as rows)."""
     spec = resolve_ref(spec)
     if "enum" in spec:
         return ("each one of " if plural else "") + ", ".join(f"`{_yaml(v)}`" for v in spec["enum"])
@@ -91,13 +97,14 @@ def type_text(spec: dict, plural: bool = False) -> str:
         elif kind == "array":
             items = resolve_ref(spec.get("items", {}))
             size = spec.get("minItems")
-            length = f"{size} " if size and size == spec.get("maxItems") else ("non-empty " if size else "")
-            words.append(f"{length}list of {type_text(items, plural=True) if items else 'values'}")
+            exactly = size and size == spec.get("maxItems")
+            head = f"list of {size}" if exactly else ("non-empty list of" if size else "list of")
+            words.append(f"{head} {type_text(items, plural=True) if items else 'values'}")
         elif kind == "string" and "pattern" in spec:
             words.append(f"{word} matching `{spec['pattern']}`")
         elif kind == "object":
             if spec.get("properties"):
-                words.append("mapping (its keys below)")
+                words.append("mapping (its keys below)" if expanded else "mapping (its keys: see their table)")
             elif isinstance(spec.get("additionalProperties"), dict):
                 words.append("mapping of names to entries")
             else:
@@ -133,8 +140,8 @@ def _expanded(sub: dict) -> bool:
     return bool(props) and not any(resolve_ref(p).get("properties") for p in props.values())
 
 
-def _row(name: str, key: str, sub: dict, parent: dict, absent: str) -> str:
-    kind = type_text(sub).replace("|", "\\|")
+def _row(name: str, key: str, sub: dict, parent: dict, absent: str, expanded: bool = True) -> str:
+    kind = type_text(sub, expanded=expanded).replace("|", "\\|")
     return f"| `{name}` | {kind} | {default_text(key, sub, parent, absent)} | {_describe(sub)} |"
 
 
@@ -145,12 +152,12 @@ def table(pointer: str) -> str:
     spec, lines = node(pointer), []
     figures = pointer.endswith("properties/figures")
     for key, sub in spec.get("properties", {}).items():
-        lines.append(_row(key, key, sub, spec, ABSENT["figure"] if figures else ABSENT["run"]))
-        if figures or _expanded(sub) or (pointer.endswith("gd_experiment") and key == "model"):
+        expand = figures or _expanded(sub) or (pointer.endswith("gd_experiment") and key == "model")
+        lines.append(_row(key, key, sub, spec, ABSENT["figure"] if figures else ABSENT["run"], expand))
+        if expand:
             resolved = resolve_ref(sub)
-            lines += [
-                _row(f"{key}.{k}", k, s, resolved, ABSENT["run"]) for k, s in resolved.get("properties", {}).items()
-            ]
+            nested = ABSENT["optional"] if figures else ABSENT["run"]
+            lines += [_row(f"{key}.{k}", k, s, resolved, nested) for k, s in resolved.get("properties", {}).items()]
     return HEADER + "\n".join(lines) + "\n"
 
 
