@@ -20,6 +20,11 @@ from lrdynamics.engine.logs import setup_logging
 
 log = logging.getLogger("lrdynamics.train")
 __all__ = ["main", "train"]
+# Keys of a resolved run that no default can fill (a file's config_json has them all).
+REQUIRED_KEYS = {
+    "run": ("experiment", "run", "device", "dataset_dir", "model", "training"),
+    "gd_run": ("experiment", "run", "device", "dataset_dir", "model", "loss", "steps"),
+}
 
 
 def main(argv=None) -> int:
@@ -36,7 +41,8 @@ def main(argv=None) -> int:
     try:
         with open(args.run_config) as f:
             run = json.load(f)
-        missing = [k for k in ("experiment", "run", "device", "dataset_dir", "model") if k not in run]
+        required = REQUIRED_KEYS["gd_run" if run.get("kind") == "full_batch_gd" else "run"]
+        missing = [k for k in required if k not in run]
     except (OSError, json.JSONDecodeError) as err:
         parser.error(f"run config {args.run_config}: {err}")
     if missing:
@@ -46,7 +52,7 @@ def main(argv=None) -> int:
         )
     # The config_json of a run file written before a key existed lacks it: the default is used.
     kind = "gd_run" if run.get("kind") == "full_batch_gd" else "run"
-    run = deep_merge(schema_defaults({"$ref": f"#/$defs/{kind}"}), run)
+    run = deep_merge(schema_defaults({"$ref": f"#/$defs/{kind}"}), run)  # kind: the run's schema
     try:
         train(run, args.out, args.threads, None, args.checkpoint_every_updates, args.checkpoint_every_seconds)
     except Interrupted as stop:

@@ -7,17 +7,19 @@ for analysis in ANALYSES:
         name:
             f"analyse_{analysis}"
         input:
-            **paths.analysis_inputs(CONFIG, analysis),
+            **layout.analysis_inputs(CONFIG, analysis),
         output:
-            paths.analysis_path(analysis),
+            layout.analysis_path(analysis),
         log:
             f"results/logs/analysis/{analysis}.log",
         localrule: True
         conda:
             "../../environment.yml"
         params:
-            # a rule param: a changed setting redoes the analysis
-            settings=paths.analysis_settings(CONFIG, analysis),
+            # rule params: a changed setting, or a new order of the experiments (the first
+            # history is the reference), redoes the analysis
+            settings=layout.analysis_settings(CONFIG, analysis),
+            experiments=layout.analysis_experiments(CONFIG, analysis),
         script:
             "../scripts/analyse.py"
 

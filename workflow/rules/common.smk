@@ -1,5 +1,5 @@
 # Configuration, validation and the input functions of every rule: thin bindings of
-# lrdynamics.config.workflow to this workflow's config. Torch-free on purpose: Snakemake
+# lrdynamics.config.layout to this workflow's config. Torch-free on purpose: Snakemake
 # re-executes rule files for every cluster job.
 import os
 import re
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from lrdynamics.config import ConfigError, load_config, run_config_json
-from lrdynamics.config import workflow as paths
+from lrdynamics.config import layout
 from lrdynamics.studies import ANALYSES, CATEGORY, FIGURES
 
 try:
@@ -58,13 +58,13 @@ def all_runs():
     return [
         path
         for experiment in RUNS
-        for path in paths.experiment_run_paths(CONFIG, experiment)
+        for path in layout.experiment_run_paths(CONFIG, experiment)
     ]
 
 
 def experiment_run_files(wildcards):
     """Input function: the run files of the experiment of the wildcards."""
-    return paths.experiment_run_paths(CONFIG, wildcards.experiment)
+    return layout.experiment_run_paths(CONFIG, wildcards.experiment)
 
 
 def all_experiment_datasets():
@@ -78,7 +78,7 @@ def all_figures():
 
 def all_analyses():
     """Analysis files behind the configured figures."""
-    return [paths.analysis_path(name) for name in paths.needed_analyses(CONFIG)]
+    return [layout.analysis_path(name) for name in layout.needed_analyses(CONFIG)]
 
 
 def resolved_run(wildcards):

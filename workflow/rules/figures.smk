@@ -6,17 +6,17 @@ for figure, entry in FIGURES.items():
         name:
             f"plot_{figure}"
         input:
-            runs=paths.figure_run_paths(CONFIG, figure) if entry.reads_runs else [],
+            runs=layout.figure_run_paths(CONFIG, figure) if entry.reads_runs else [],
             analysis=[
-                paths.analysis_path(name)
-                for name in paths.figure_analyses(CONFIG, figure)
+                layout.analysis_path(name)
+                for name in layout.figure_analyses(CONFIG, figure)
             ],
         output:
             png=report(
                 f"results/figures/{figure}.png",
                 caption=f"../report/{figure}.rst",
                 category=CATEGORY[figure],
-                labels=paths.figure_labels(CONFIG, figure),
+                labels=layout.figure_labels(CONFIG, figure),
             ),
             pdf=f"results/figures/{figure}.pdf",
         log:
@@ -25,8 +25,8 @@ for figure, entry in FIGURES.items():
         conda:
             "../../environment.yml"
         params:
-            titles=paths.experiment_titles(CONFIG, figure),
+            titles=layout.experiment_titles(CONFIG, figure),
             # shown in the report caption (a changed config redraws the figure anyway)
-            provenance=paths.figure_provenance(CONFIG, figure),
+            provenance=layout.figure_provenance(CONFIG, figure),
         script:
             "../scripts/plot_figure.py"

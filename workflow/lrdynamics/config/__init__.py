@@ -1,8 +1,9 @@
 """Configuration: the schema, the resolution of a config into runs, and the checks that
 run before any job starts (``schema``, ``runs``, ``checks``); what the rules read from a
-resolved config (``workflow``).
+resolved config (``layout``); the generated key reference of config/README.md
+(``reference``).
 
-Torch-free: the Snakefile and every job import it (it reads the engine's plain-Python
+Torch-free: the Snakefile and every job import it (it reads the engine's torch-free
 facts and the study catalog's declarations, nothing that imports torch or xarray).
 """
 

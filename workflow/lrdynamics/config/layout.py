@@ -1,8 +1,8 @@
-"""What the rules read from a resolved config (``load_config``), as plain functions of it:
+"""The workflow's layout on a resolved config (``load_config``), as plain functions of it:
 the files of runs, figures and analyses, which runs an analysis reads and its settings,
-and what a figure's report entry says. ``workflow/rules/common.smk`` binds them to the
-workflow's config; the study catalog (``lrdynamics.studies``) says what each figure and
-analysis reads.
+and what a figure's report entry says. The rule files bind them to the workflow's config
+(``workflow/rules/common.smk``); the study catalog (``lrdynamics.studies``) says what each
+figure and analysis reads.
 """
 
 from __future__ import annotations
@@ -52,14 +52,22 @@ def needed_analyses(config: dict) -> list[str]:
     return [name for name in ANALYSES if name in wanted]
 
 
+def analysis_experiments(config: dict, analysis: str) -> dict[str, list[str]]:
+    """The experiments of each input group of an analysis: those of the group's figures,
+    each once, in the order the figures list them (an analysis may read meaning into the
+    order: the first history of ``intrinsic_lr_equilibrium`` is the reference)."""
+    return {
+        group: list(dict.fromkeys(name for figure in figures for name in figure_experiment_list(config, figure)))
+        for group, figures in ANALYSES[analysis].inputs.items()
+    }
+
+
 def analysis_inputs(config: dict, analysis: str) -> dict[str, list[str]]:
-    """The run files of each input group of an analysis: the runs of the experiments of
-    the group's figures, every experiment once, in the order the figures list them."""
-    out = {}
-    for group, figures in ANALYSES[analysis].inputs.items():
-        names = dict.fromkeys(name for figure in figures for name in figure_experiment_list(config, figure))
-        out[group] = [path for name in names for path in experiment_run_paths(config, name)]
-    return out
+    """The run files of each input group of an analysis (``analysis_experiments``' runs)."""
+    return {
+        group: [path for name in names for path in experiment_run_paths(config, name)]
+        for group, names in analysis_experiments(config, analysis).items()
+    }
 
 
 def _without_experiments(spec: dict) -> dict:
