@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from lrdynamics.config import load_config
+from lrdynamics.config import load_config, schema_defaults
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "config" / "test.yaml"
@@ -63,6 +63,11 @@ def write_fake_fashion_mnist(folder: Path, n_train: int = 600, n_test: int = 200
         write_idx(folder / f"{split}-images-idx3-ubyte.gz", x)
         write_idx(folder / f"{split}-labels-idx1-ubyte.gz", y)
     return folder
+
+
+def schedule_spec(keys: dict) -> dict:
+    """A resolved ``schedule`` entry: the schema's defaults with ``keys`` set."""
+    return {**schema_defaults({"$ref": "#/$defs/run/properties/schedule"}), **keys}
 
 
 def tiny_config(data_dir: Path, **experiment) -> dict:

@@ -1,7 +1,7 @@
 """A real single-node SLURM cluster on localhost for the tests (Debian's slurm-wlm + munge).
 
-As root, with its state, spool, logs and pid files in a temporary folder
-(../shared/slurm-local.md records the set-up and its traps). ``unavailable_reason()`` says
+As root, with its state, spool, logs and pid files in a temporary folder (the set-up and
+its traps are in the comments below). ``unavailable_reason()`` says
 why it cannot start here (the tests are then skipped with that reason); ``LocalSlurm``
 starts the daemons and stops exactly those it started, by their PIDs.
 """

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import resolve, tiny_config
+from conftest import resolve, schedule_spec, tiny_config
 from lrdynamics.config import ConfigError
 from lrdynamics.engine.adaptive import adaptive_svag_hyperparameters, scaled_beta, sqrt_scaling_rule, updates_per_step
 from lrdynamics.engine.schedules import build_schedule
@@ -203,8 +203,8 @@ def test_svag_loss_of_adaptive_svag_uses_the_l_squared_coefficients(synth_data_d
 
 
 def test_exponential_warmup_schedule():
-    spec = {"name": "step", "lr": 0.1, "wd": 0.0, "milestones": [8], "factor": 0.1, "unit": "epoch",
-            "warmup": 2, "warmup_start": 1e-3}  # fmt: skip
+    spec = schedule_spec({"name": "step", "lr": 0.1, "wd": 0.0, "milestones": [8], "factor": 0.1, "unit": "epoch",
+                          "warmup": 2, "warmup_start": 1e-3})  # fmt: skip
     s = build_schedule(spec, 10, 100)
     t = np.arange(20)
     np.testing.assert_allclose(s.lr[:20], 0.1 * 1e-3 ** (1 - t / 20), rtol=1e-12)

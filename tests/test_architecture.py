@@ -18,7 +18,7 @@ from lrdynamics.studies import ANALYSES, CATEGORY, FIGURES, STUDIES, load
 
 PACKAGE = REPO / "workflow" / "lrdynamics"
 # The parts of the package each part may import (besides itself). The config reads the
-# engine's plain-Python facts and the studies' catalog declarations (checked below).
+# engine's torch-free facts and the studies' catalog declarations (checked below).
 ALLOWED = {
     "engine": set(),
     "studies": {"engine"},
@@ -62,7 +62,7 @@ def imported(path: Path) -> set[str]:
 
 
 def light(module: str) -> bool:
-    """A module the config may import: a plain-Python one, or a study's catalog entry."""
+    """A module the config may import: a torch-free one, or a study's catalog entry."""
     study_entry = module.startswith("lrdynamics.studies.") and module.count(".") == 2 and "catalog" not in module
     return module in LIGHT or (study_entry and (PACKAGE / "studies" / module.split(".")[2]).is_dir())
 

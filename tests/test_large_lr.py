@@ -30,7 +30,7 @@ SCALAR = (1, 1, 1)  # the scalar balancing problem
 
 def tiny_problem(norm="none", activation="tanh", n=40, seed=0):
     torch.manual_seed(seed)
-    model = fc_net(6, 3, width=5, depth=2, activation=activation, norm=norm).double()
+    model = fc_net(6, 3, width=5, depth=2, activation=activation, norm=norm, bias=True).double()
     x = torch.randn(n, 6, dtype=torch.float64)
     y = torch.randint(0, 3, (n,))
     return model, x, y
@@ -92,7 +92,7 @@ def test_losses_follow_their_definitions():
         ref = F.huber_loss(out, target, reduction="sum", delta=delta) / 7
         assert float(huber_loss(out, y, delta)) == pytest.approx(float(ref))
     with pytest.raises(ValueError, match="allowed: mse, huber, cross_entropy"):
-        gd_loss("l1")
+        gd_loss("l1", 1.0)
 
 
 def test_fc_net_layout_and_initial_layer_norms():

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from conftest import schedule_spec
 from lrdynamics.engine.schedules import alpha_root, build_schedule, steps_per_epoch, total_steps
 
 
@@ -13,7 +14,7 @@ def test_steps_per_epoch_matches_dataloader_semantics():
 
 
 def test_step_schedule_decays_at_milestones():
-    spec = {"name": "step", "lr": 0.1, "wd": 5e-4, "milestones": [2, 3], "factor": 0.1, "unit": "epoch"}
+    spec = schedule_spec({"name": "step", "lr": 0.1, "wd": 5e-4, "milestones": [2, 3], "factor": 0.1, "unit": "epoch"})
     s = build_schedule(spec, steps_in_epoch=10, n_steps=total_steps(4, 10))
     assert len(s) == 40
     np.testing.assert_allclose(s.lr[:20], 0.1)
@@ -23,7 +24,7 @@ def test_step_schedule_decays_at_milestones():
 
 
 def test_step_milestones_in_steps_and_constant():
-    spec = {"name": "step", "lr": 1.0, "wd": 0.0, "milestones": [5], "factor": 0.5, "unit": "step"}
+    spec = schedule_spec({"name": "step", "lr": 1.0, "wd": 0.0, "milestones": [5], "factor": 0.5, "unit": "step"})
     s = build_schedule(spec, steps_in_epoch=3, n_steps=8)
     assert list(s.lr) == [1.0] * 5 + [0.5] * 3
     c = build_schedule({**spec, "name": "constant"}, 3, 8)
@@ -32,13 +33,10 @@ def test_step_milestones_in_steps_and_constant():
 
 def test_unknown_schedule_is_an_error():
     with pytest.raises(ValueError, match="allowed: constant, step, cosine, exponential"):
-        build_schedule({"name": "warp", "lr": 1.0, "wd": 0.0}, 3, 8)
+        build_schedule(schedule_spec({"name": "warp", "lr": 1.0, "wd": 0.0}), 3, 8)
 
 
-SPEC = {
-    "name": "constant", "lr": 0.1, "wd": 5e-4, "milestones": [], "factor": 0.1, "unit": "epoch",
-    "intrinsic_lr": None, "decay_target": "lr", "wd_as_exp_lr": False,
-}  # fmt: skip
+SPEC = schedule_spec({"name": "constant", "lr": 0.1, "wd": 5e-4, "milestones": [], "factor": 0.1, "unit": "epoch"})
 
 
 def test_alpha_matches_the_papers_worked_number():

@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import schedule_spec
 from lrdynamics.engine.gradient_noise import (
     critical_batch_size,
     measure_signal_and_noise,
@@ -193,7 +194,7 @@ def test_measurement_leaves_the_model_unchanged():
 
 
 def test_svag_schedule_scales_every_boundary_and_the_lr():
-    spec = {"name": "step", "lr": 0.8, "wd": 5e-4, "milestones": [2, 3], "factor": 0.1, "unit": "epoch"}
+    spec = schedule_spec({"name": "step", "lr": 0.8, "wd": 5e-4, "milestones": [2, 3], "factor": 0.1, "unit": "epoch"})
     plain = build_schedule(spec, 10, 40)
     for l in (2, 4):
         s = build_schedule(spec, 10, 40, svag=l)

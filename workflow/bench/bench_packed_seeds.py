@@ -51,7 +51,13 @@ def make_models(k: int, seed0: int = 0, dtype=torch.float32) -> list[nn.Module]:
     models = []
     for i in range(k):
         torch.manual_seed(seed0 + i)
-        models.append(mlp(IN_SHAPE, N_CLASSES, width=WIDTH, depth=DEPTH, norm="bn", norm_eps=EPS).train().to(dtype))
+        models.append(
+            mlp(
+                IN_SHAPE, N_CLASSES, width=WIDTH, depth=DEPTH, norm="bn", groups=8, norm_eps=EPS, freeze_last_layer=True
+            )
+            .train()
+            .to(dtype)
+        )
     return models
 
 

@@ -55,8 +55,8 @@ def check_run(run: dict, config: dict, where: str) -> None:
     arch = ARCHITECTURES[model["name"]]
     if side < arch.min_side:
         problems.append(
-            f"{where}.model.name: {model['name']} needs images of at least {arch.min_side} pixels; "
-            f"dataset {run['dataset']!r} has {side} (set its resize: {arch.min_side})"
+            f"{where}.model.name: {model['name']} {arch.why_min_side} and needs images of at least "
+            f"{arch.min_side} pixels; dataset {run['dataset']!r} has {side} (set its resize: {arch.min_side})"
         )
     fractional = [c for c in channel_counts(model) if c != int(c) or c < 1]
     if fractional:

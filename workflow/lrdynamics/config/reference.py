@@ -52,7 +52,7 @@ def _yaml(v) -> str:
         return str(v).lower()
     if isinstance(v, float) and "e" in repr(v):
         mantissa, exponent = repr(v).split("e")
-        return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{int(exponent):+d}".replace("e+", "e+")
+        return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{int(exponent):+d}"
     if isinstance(v, str):
         return json.dumps(v) if v == "" else v
     if isinstance(v, list):

@@ -12,6 +12,7 @@
 - run files: ``contract`` (every variable, plain Python), ``runfile``, ``combine``,
   ``files``.
 
-Importing the package imports nothing; the plain-Python modules (``facts``, ``contract``,
-``adaptive``, ``schedules``) are read by the config before any job starts.
+Importing the package imports nothing; the torch-free modules (``facts``, ``contract`` and
+``adaptive`` in plain Python, ``schedules`` with numpy) are read by the config before any
+job starts.
 """

@@ -29,7 +29,7 @@ DEFAULT_BETA1 = {"adam": 0.9, "rmsprop": 0.0}
 
 
 def is_adaptive(optimizer: dict) -> bool:
-    return optimizer.get("name", "sgd") in ADAPTIVE_OPTIMIZERS
+    return optimizer["name"] in ADAPTIVE_OPTIMIZERS
 
 
 def scaled_beta(beta: float, factor: float) -> float:
@@ -72,5 +72,5 @@ def adaptive_svag_hyperparameters(lr: float, beta1: float, beta2: float, eps: fl
 
 def updates_per_step(optimizer: dict) -> int:
     """Optimizer updates per effective step: l for SGD's SVAG, l^2 for adaptive SVAG."""
-    l = int(optimizer.get("svag", 1))
+    l = int(optimizer["svag"])
     return l * l if is_adaptive(optimizer) else l

@@ -233,18 +233,18 @@ def _atomic_save(obj, path: Path) -> None:
 
 def prepare_dataset(spec: dict, data_dir, out_dir) -> dict:
     """Write ``out_dir/{train,test}.pt`` for a resolved ``datasets`` entry; return a summary."""
-    raw = read_raw(spec["source"], Path(data_dir), spec.get("download", False))
+    raw = read_raw(spec["source"], Path(data_dir), spec["download"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {}
     splits = {}
     for split in ("train", "test"):
         x, y = raw[split]
-        n = spec.get(f"{split}_subset")
+        n = spec[f"{split}_subset"]
         if n is not None:
-            idx = stratified_subset(y, n, spec.get("subset_seed", 0))
+            idx = stratified_subset(y, n, spec["subset_seed"])
             x, y = x[idx], y[idx]
-        if spec.get("resize"):
+        if spec["resize"]:
             x = resize_images(x, spec["resize"])
         splits[split] = (torch.from_numpy(np.array(x, copy=True)), torch.from_numpy(np.array(y, copy=True)))
     train_x = splits["train"][0].double()

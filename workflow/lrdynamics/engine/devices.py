@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 log = logging.getLogger(__name__)
+DTYPES = {"float32": torch.float32, "float64": torch.float64}  # training.dtype, GD dtype
 
 # Measured with workflow/bench/bench.py (PreResNet32, B=128, fp32, 1 thread): CPU
 # 1.23x faster in channels-last on the 2-core development machine. CUDA not measured yet

@@ -3,8 +3,8 @@ and each architecture of the SGD engine (how it is sized, its default width, the
 counts it normalizes, the smallest image it takes).
 
 Plain Python: the config checks a run against these facts before any job starts (subset
-sizes, GroupNorm groups, whole channel counts, image size); ``engine.data`` reads the
-sources and ``engine.models`` builds the nets from them.
+sizes, GroupNorm groups, whole channel counts, image size); ``engine.data`` offers the
+sources to its ``locate`` command and ``engine.models`` builds the nets from them.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class Architecture:
     channels: tuple[int, ...]
     default_width: int | None = None
     min_side: int = 1
+    why_min_side: str = ""
 
 
 ARCHITECTURES = {
@@ -57,8 +58,9 @@ ARCHITECTURES = {
         Architecture("cnn4", "width", (1, 2, 4), default_width=32),
         Architecture("preresnet32", "width_multiplier", (16, 32, 64)),
         Architecture("resnet56", "width_multiplier", (16, 32, 64)),
-        # halves the image five times
-        Architecture("vgg16", "width_multiplier", (64, 128, 256, 512), min_side=32),
+        Architecture(
+            "vgg16", "width_multiplier", (64, 128, 256, 512), min_side=32, why_min_side="halves the image five times"
+        ),  # fmt: skip
     )
 }
 MODEL_NAMES = tuple(ARCHITECTURES)
@@ -73,5 +75,5 @@ def channel_counts(model: dict) -> list[float]:
     """The channel/feature counts a resolved ``model`` entry normalizes (its GroupNorm
     groups must divide them; a width multiplier must make them whole)."""
     arch = ARCHITECTURES[model["name"]]
-    scale = model_width(model) if arch.size_key == "width" else model.get("width_multiplier", 1)
+    scale = model_width(model) if arch.size_key == "width" else model["width_multiplier"]
     return [c * scale for c in arch.channels]

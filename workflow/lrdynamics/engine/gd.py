@@ -32,12 +32,11 @@ import torch
 import torch.nn.functional as F
 
 from lrdynamics.engine.data import load_prepared, stratified_subset
-from lrdynamics.engine.devices import describe_device, resolve_device
+from lrdynamics.engine.devices import DTYPES, describe_device, resolve_device
 from lrdynamics.engine.hessian import sharpness
 from lrdynamics.engine.logs import Progress
 from lrdynamics.engine.models import fc_net, set_layer_norms, weight_layers
 from lrdynamics.engine.runfile import gd_run_dataset
-from lrdynamics.engine.trainer import DTYPES
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +46,12 @@ def mse_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 0.5 * ((out - target) ** 2).sum(1).mean()
 
 
-def huber_loss(out: torch.Tensor, y: torch.Tensor, delta: float = 1.0) -> torch.Tensor:
+def huber_loss(out: torch.Tensor, y: torch.Tensor, delta: float) -> torch.Tensor:
     r = (out - F.one_hot(y, out.shape[1]).to(out.dtype)).abs()
     return torch.where(r <= delta, 0.5 * r**2, delta * (r - 0.5 * delta)).sum(1).mean()
 
 
-def gd_loss(name: str, huber_delta: float = 1.0):
+def gd_loss(name: str, huber_delta: float):
     """The loss function of a GD run by its config name."""
     if name == "mse":
         return mse_loss
@@ -146,20 +145,17 @@ class GradientDescent:
 
     def _begin(self, state: dict | None) -> tuple[int, Progress]:
         """The step to start at and the progress clock; a fresh run measures S0 and sets the LR."""
-        elapsed = state["elapsed_s"] if state is not None else 0.0
-        clock = Progress("step", self.n_steps, 0, elapsed, self.run["log_every_seconds"])
-        if state is None:
-            first = 0
-            self.initial_sharpness = self.measure_sharpness(0)
-            multiple = self.run["lr_multiple"]
-            self.lr = self.run["lr"] if multiple is None else multiple * 2.0 / self.initial_sharpness
-            log.info(
-                "sharpness at init S0 = %.4g; lr = %.4g (2/lr = %.4g)", self.initial_sharpness, self.lr, 2 / self.lr
-            )
-        else:
-            first = clock.first = self.load_state_dict(state)
-            log.info("resumed at step %d/%d (%.0f s before)", first, self.n_steps, elapsed)
-        return first, clock
+        every = self.run["log_every_seconds"]
+        if state is not None:
+            first = self.load_state_dict(state)
+            log.info("resumed at step %d/%d (%.0f s before)", first, self.n_steps, state["elapsed_s"])
+            return first, Progress("step", self.n_steps, first, state["elapsed_s"], every)
+        clock = Progress("step", self.n_steps, 0, 0.0, every)  # the run's wall time starts here
+        self.initial_sharpness = self.measure_sharpness(0)
+        multiple = self.run["lr_multiple"]
+        self.lr = self.run["lr"] if multiple is None else multiple * 2.0 / self.initial_sharpness
+        log.info("sharpness at init S0 = %.4g; lr = %.4g (2/lr = %.4g)", self.initial_sharpness, self.lr, 2 / self.lr)
+        return 0, clock
 
     def _forward(self, step: int) -> torch.Tensor:
         """The full-batch loss at the current weights, its row of the record added."""

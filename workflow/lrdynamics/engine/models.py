@@ -24,7 +24,7 @@ from torch import nn
 from lrdynamics.engine.facts import ARCHITECTURES, VGG16_LAYERS, model_width
 
 
-def make_norm(kind: str, channels: int, spatial: bool, groups: int = 8, eps: float = 1e-30) -> nn.Module:
+def make_norm(kind: str, channels: int, spatial: bool, groups: int, eps: float) -> nn.Module:
     """Normalization without affine parameters: bn, gn, ln (over C[,H,W]) or none."""
     if kind == "bn":
         return (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(channels, eps=eps, affine=False)
@@ -57,7 +57,7 @@ class ClassifierNet(nn.Module):
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
-def mlp(in_shape, n_classes, width=256, depth=3, norm="bn", groups=8, norm_eps=1e-30, freeze_last_layer=True):
+def mlp(in_shape, n_classes, *, width, depth, norm, groups, norm_eps, freeze_last_layer):
     """Fully connected net: depth x [linear -> norm -> relu], then the classifier."""
     c, h, w = in_shape
     layers, n_in = [nn.Flatten()], c * h * w
@@ -71,7 +71,7 @@ def mlp(in_shape, n_classes, width=256, depth=3, norm="bn", groups=8, norm_eps=1
     return ClassifierNet(nn.Sequential(*layers), width, n_classes, norm, freeze_last_layer)
 
 
-def cnn4(in_shape, n_classes, width=32, norm="bn", groups=8, norm_eps=1e-30, freeze_last_layer=True):
+def cnn4(in_shape, n_classes, *, width, norm, groups, norm_eps, freeze_last_layer):
     """The 4-layer normalized CNN of the intrinsic-LR paper's MNIST experiment.
 
     Three 3x3 convs (width, 2*width, 4*width channels, the last two with stride 2), each
@@ -114,7 +114,7 @@ class PreActBlock(nn.Module):
         return out + (x if self.shortcut is None else self.shortcut(x))
 
 
-def preresnet32(in_shape, n_classes, width_multiplier=1, norm="bn", groups=8, norm_eps=1e-30, freeze_last_layer=True):
+def preresnet32(in_shape, n_classes, *, width_multiplier, norm, groups, norm_eps, freeze_last_layer):
     """Scale-invariant PreResNet32 as in the SVAG paper's code.
 
     conv3x3(16k) -> 3 stages x 5 pre-activation blocks (16k, 32k, 64k channels, strides
@@ -158,7 +158,7 @@ class BasicBlock(nn.Module):
         return torch.relu(out + short)
 
 
-def resnet56(in_shape, n_classes, width_multiplier=1, norm="bn", groups=8, norm_eps=1e-30, freeze_last_layer=True):
+def resnet56(in_shape, n_classes, *, width_multiplier, norm, groups, norm_eps, freeze_last_layer):
     """ResNet-56 for CIFAR (He et al. 2016), as in the adaptive-SDE paper's code.
 
     conv3x3(16k) -> norm -> relu -> 3 stages x 9 basic blocks (16k, 32k, 64k channels,
@@ -183,7 +183,7 @@ def resnet56(in_shape, n_classes, width_multiplier=1, norm="bn", groups=8, norm_
     return ClassifierNet(nn.Sequential(*layers), c_in, n_classes, norm, freeze_last_layer)
 
 
-def vgg16(in_shape, n_classes, width_multiplier=1, norm="bn", groups=8, norm_eps=1e-30, freeze_last_layer=True):
+def vgg16(in_shape, n_classes, *, width_multiplier, norm, groups, norm_eps, freeze_last_layer):
     """VGG16 (configuration D: 13 3x3 convs in 5 stages) with the CIFAR-style classifier.
 
     Each conv is followed by the chosen normalization and ReLU, each stage by 2x2 max
@@ -285,7 +285,7 @@ class CubicReLU(nn.Module):
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "softplus": nn.Softplus, "cubic_relu": CubicReLU}
 
 
-def fc_net(in_features: int, n_classes: int, width=200, depth=2, activation="tanh", norm="none", bias=True):
+def fc_net(in_features: int, n_classes: int, width: int, depth: int, activation: str, norm: str, bias: bool):
     """Fully connected net of the large-LR experiments (Cohen et al.'s fc-<activation>):
     ``depth`` hidden layers of ``width``, each Linear -> [BatchNorm1d(affine=False)] ->
     activation, then a Linear output layer. Torch's default init and BN eps; not

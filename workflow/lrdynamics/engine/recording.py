@@ -31,7 +31,7 @@ def predict(model, images, batch_size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, images, labels, batch_size: int) -> tuple[float, float]:
+def loss_and_accuracy(model, images, labels, batch_size: int) -> tuple[float, float]:
     """Mean cross-entropy and accuracy in eval mode."""
     out = predict(model, images, batch_size)
     loss = float(F.cross_entropy(out.double(), labels, reduction="sum")) / len(labels)
@@ -68,10 +68,11 @@ class Recorder:
         self.rows: dict[str, list] = {k: [] for k in ["step", "epoch", *VARIABLES, *OPTIONAL_VARIABLES]}
         self.noise_rows: dict[str, list] = {k: [] for k in ["noise_step", *NOISE_VARIABLES]}
 
-    def evaluate(self, model, step: int, epoch: float, lr: float, wd: float, scale: float, update: dict) -> None:
+    def add_evaluation(self, model, step: int, epoch: float, lr: float, wd: float, scale: float, last: dict) -> None:
         """Add the evaluation row of effective step ``step``. ``scale``: the true weights are
-        the stored ones times it; ``update``: the last update's measurements (``window_loss``,
-        ``before``: the weights before it or None, ``grad_norm``, ``window_angle``)."""
+        the stored ones times it; ``last``: what the updates since the previous row measured
+        (``window_loss``, ``window_angle``, and of the last update ``before``, the weights
+        before it or None, and ``grad_norm``)."""
         r, ev = self.rows, self.evaluation
         r["step"].append(step)
         r["epoch"].append(epoch)
@@ -80,7 +81,7 @@ class Recorder:
                 images, _ = self.train.unpadded(ev["bn_recalibration_samples"])
                 recalibrate_batch_norm(model, images, ev["batch_size"])
             for split, data, n in (("train", self.train, ev["train_samples"]), ("test", self.test, ev["test_samples"])):
-                loss, acc = evaluate(model, *data.unpadded(n), ev["batch_size"])
+                loss, acc = loss_and_accuracy(model, *data.unpadded(n), ev["batch_size"])
                 r[f"{split}_loss"].append(loss)
                 r[f"{split}_accuracy"].append(acc)
             if ev["logit_samples"]:
@@ -89,7 +90,7 @@ class Recorder:
             if ev["prediction_samples"]:
                 images, _ = self.test.unpadded(ev["prediction_samples"])
                 r["test_predictions"].append(predict(model, images, ev["batch_size"]).argmax(1).cpu().numpy())
-        r["minibatch_loss"].append(update["window_loss"])
+        r["minibatch_loss"].append(last["window_loss"])
         r["learning_rate"].append(lr)
         r["weight_decay"].append(wd)
         r["intrinsic_lr"].append(intrinsic_lr(lr, wd, self.momentum))
@@ -99,14 +100,14 @@ class Recorder:
         r["total_weight_norm"].append(total)
         r["effective_lr"].append([effective_lr(lr, n) for n in norms])
         r["total_effective_lr"].append(effective_lr(lr, total))
-        before = update["before"]
+        before = last["before"]
         if before is None:
             r["angular_update"].append([math.nan] * len(norms))
             r["total_angular_update"].append(math.nan)
         else:
             r["angular_update"].append([angular_update(before[k], p.detach()) for k, p in self.layers.items()])
-            r["total_angular_update"].append(update["window_angle"])
-        r["grad_norm"].append(update["grad_norm"])
+            r["total_angular_update"].append(last["window_angle"])
+        r["grad_norm"].append(last["grad_norm"])
 
     def state_dict(self) -> dict:
         return {"records": self.rows, "noise_records": self.noise_rows}

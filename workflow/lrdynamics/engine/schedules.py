@@ -3,7 +3,7 @@
 A schedule is two float64 arrays, ``lr[t]`` and ``wd[t]``, the values applied by
 update ``t`` (t = 0 .. total_steps-1). Precomputing them keeps the training loop free
 of schedule logic and makes every schedule testable as plain numbers. This module is
-torch-free so that config validation (run before any job) can use it.
+torch-free (numpy only) so that config validation (run before any job) can use it.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def decays_passed(spec: dict, steps_in_epoch: int, t: np.ndarray) -> np.ndarray:
 
 def base_wd(spec: dict, momentum: float) -> float:
     """The weight decay of a schedule; with ``intrinsic_lr`` set, lambda = lambda_e (1-gamma)/eta."""
-    if spec.get("intrinsic_lr") is not None:
+    if spec["intrinsic_lr"] is not None:
         return spec["intrinsic_lr"] * (1.0 - momentum) / spec["lr"]
     return float(spec["wd"])
 
@@ -133,7 +133,7 @@ def warmup_factor(spec: dict, steps_in_epoch: int, t: np.ndarray) -> np.ndarray:
     ramp from ``warmup_start`` times the LR, per step (the adaptive-SDE code ramps the
     same curve per epoch).
     """
-    length = spec.get("warmup", 0) or 0
+    length = spec["warmup"]
     if not length:
         return np.ones(len(t))
     n = max(1, to_steps(length, spec["unit"], steps_in_epoch))
@@ -161,7 +161,7 @@ def build_schedule(
     update ``s`` happens at effective time ``s/l`` (``steps_in_epoch``/``n_steps`` stay the
     effective ones). The Exp LR of SVAG is that of (lr/l, wd), which grows as much per
     effective step as the plain one. ``updates_per_step`` (default l) is l^2 for adaptive
-    SVAG: l^2 updates per effective step, still with LR lr/l (``lrdynamics.adaptive``).
+    SVAG: l^2 updates per effective step, still with LR lr/l (``engine.adaptive``).
     ``warmup`` multiplies the LR by ``warmup_factor`` (not with the exponential schedule).
     """
     name = spec["name"]
@@ -186,11 +186,11 @@ def build_schedule(
         shape = 0.5 * (1.0 + np.cos(np.pi * t / n_steps))
     else:
         shape = np.ones(n_updates)
-    if spec.get("decay_target", "lr") == "wd":
+    if spec["decay_target"] == "wd":
         wd = wd * shape
     else:
         lr = lr * shape
     lr = lr * warmup_factor(spec, steps_in_epoch, t)
-    if spec.get("wd_as_exp_lr"):
+    if spec["wd_as_exp_lr"]:
         return exponential_counterpart(lr, wd, momentum)
     return Schedule(lr, wd)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from lrdynamics.engine.adaptive import is_adaptive, updates_per_step
 from lrdynamics.engine.batches import BatchStream, DeviceData, seeded_generator
 from lrdynamics.engine.data import load_prepared
-from lrdynamics.engine.devices import describe_device, resolve_device, set_float32_precision, use_channels_last
+from lrdynamics.engine.devices import DTYPES, describe_device, resolve_device, set_float32_precision, use_channels_last
 from lrdynamics.engine.gradient_noise import NoiseMeter, noise_batches
 from lrdynamics.engine.logs import Progress
 from lrdynamics.engine.models import build_model, weight_layers
@@ -34,7 +34,6 @@ from lrdynamics.engine.runfile import run_dataset
 from lrdynamics.engine.schedules import build_schedule, steps_per_epoch, to_steps, total_steps
 
 log = logging.getLogger(__name__)
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Offsets from the run's seed of the generators of the data streams (SVAG has two) and of
 # the gradient-noise batches: every random draw of a run follows from its seed.
 STREAM_SEEDS, NOISE_SEED = (1_000_003, 2_000_003), 3_000_017
@@ -210,9 +209,12 @@ class Trainer:
             for offset in STREAM_SEEDS[: 2 if self.svag > 1 else 1]
         ]
         gn = run["gradient_noise"]
-        noise_generator = seeded_generator(self.device, seed + NOISE_SEED)
-        self.noise = NoiseMeter(self.train, B, crop, flip, noise_generator, noise_batches(B, gn["batches"]),
-                                gn["threshold_c"]) if t.noise_steps else None  # fmt: skip
+        self.noise = None
+        if t.noise_steps:
+            generator = seeded_generator(self.device, seed + NOISE_SEED)
+            self.noise = NoiseMeter(
+                self.train, B, crop, flip, generator, noise_batches(B, gn["batches"]), gn["threshold_c"]
+            )
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(self.trainable, opt, float(self.schedule.lr[0]))
         if self.schedule.buffer_init is not None:
@@ -284,7 +286,7 @@ class Trainer:
         loss, angle = self.window.close()
         last = {"window_loss": loss, "window_angle": angle, "before": before, "grad_norm": grad_norm}
         lr, wd = float(self.schedule.lr[update]), float(self.schedule.wd[update])
-        self.recorder.evaluate(self.model, step, step / t.steps_per_epoch, lr, wd, 2.0**self.scale.log2, last)
+        self.recorder.add_evaluation(self.model, step, step / t.steps_per_epoch, lr, wd, 2.0**self.scale.log2, last)
 
     def measure_noise(self, step: int) -> None:
         """Record G, N_B, N = tr Sigma_1 and B* at the current weights (gradient_noise.*)."""
@@ -363,20 +365,18 @@ class Trainer:
     def _begin(self, state: dict | None) -> tuple[int, Progress]:
         """The update to start at and the progress clock: a fresh run records step 0 (and
         measures the noise there when due); a resumed one restores its state."""
-        t = self.timeline
-        elapsed = state["elapsed_s"] if state is not None else 0.0
-        clock = Progress("update", t.n_updates, 0, elapsed, self.run["training"]["log_every_seconds"])
+        t, every = self.timeline, self.run["training"]["log_every_seconds"]
         self.model.train()
-        if state is None:
-            first = 0
-            self.start_updates()
-            self.evaluate(0)
-            if 0 in t.noise_steps:
-                self.measure_noise(0)
-        else:
-            first = clock.first = self.load_state_dict(state)  # the accumulators come from the state
-            log.info("resumed at update %d/%d (%.0f s of training before)", first, t.n_updates, elapsed)
-        return first, clock
+        if state is not None:
+            first = self.load_state_dict(state)  # the on-device sums come from the state too
+            log.info("resumed at update %d/%d (%.0f s of training before)", first, t.n_updates, state["elapsed_s"])
+            return first, Progress("update", t.n_updates, first, state["elapsed_s"], every)
+        clock = Progress("update", t.n_updates, 0, 0.0, every)  # the run's wall time starts here
+        self.start_updates()
+        self.evaluate(0)
+        if 0 in t.noise_steps:
+            self.measure_noise(0)
+        return 0, clock
 
     def _status(self, status: dict, wall: float) -> dict:
         """The run file's status and cost attributes."""

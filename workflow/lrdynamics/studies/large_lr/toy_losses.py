@@ -12,7 +12,7 @@ import numpy as np
 TOY_LOSSES = ("square", "huber", "quartic")
 
 
-def toy_loss(name: str, huber_delta: float = 1.0):
+def toy_loss(name: str, huber_delta: float):
     """``(value, derivative, second_derivative)`` functions of the residual, numpy-vectorized."""
     d = huber_delta
     if name == "square":
