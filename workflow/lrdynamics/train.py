@@ -15,6 +15,7 @@ import json
 import logging
 
 from lrdynamics.config import deep_merge, schema_defaults
+from lrdynamics.engine.contract import run_schema
 from lrdynamics.engine.job import Interrupted, train
 from lrdynamics.engine.logs import setup_logging
 
@@ -41,8 +42,8 @@ def main(argv=None) -> int:
     try:
         with open(args.run_config) as f:
             run = json.load(f)
-        required = REQUIRED_KEYS["gd_run" if run.get("kind") == "full_batch_gd" else "run"]
-        missing = [k for k in required if k not in run]
+        schema = run_schema(run) if isinstance(run, dict) else "run"  # (a list is "missing" every key)
+        missing = [k for k in REQUIRED_KEYS[schema] if k not in run]
     except (OSError, json.JSONDecodeError) as err:
         parser.error(f"run config {args.run_config}: {err}")
     if missing:
@@ -51,8 +52,7 @@ def main(argv=None) -> int:
             "use the config_json attribute of a run file"
         )
     # The config_json of a run file written before a key existed lacks it: the default is used.
-    kind = "gd_run" if run.get("kind") == "full_batch_gd" else "run"
-    run = deep_merge(schema_defaults({"$ref": f"#/$defs/{kind}"}), run)  # kind: the run's schema
+    run = deep_merge(schema_defaults({"$ref": f"#/$defs/{schema}"}), run)
     try:
         train(run, args.out, args.threads, None, args.checkpoint_every_updates, args.checkpoint_every_seconds)
     except Interrupted as stop:

@@ -32,7 +32,7 @@ from lrdynamics.config.schema import (
     validate,
 )
 from lrdynamics.engine.adaptive import DEFAULT_BETA1, is_adaptive, sqrt_scaling_rule
-from lrdynamics.engine.contract import RESERVED_NAMES, format_value
+from lrdynamics.engine.contract import GD_KIND, RESERVED_NAMES, format_value
 from lrdynamics.engine.facts import ARCHITECTURES
 
 
@@ -142,7 +142,7 @@ def gd_experiment_runs(config: dict, name: str) -> dict[str, dict]:
         config, "gd_experiments", name, base, "gd_run", lambda run, where: check_gd_run(run, config, where)
     )
     for run in runs.values():
-        run["kind"] = "full_batch_gd"  # not a schema key: set after validation
+        run["kind"] = GD_KIND  # not a schema key: set after validation
     return runs
 
 

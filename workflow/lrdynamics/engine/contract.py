@@ -91,6 +91,8 @@ KEY_HYPERPARAMETERS = {
     "seed": ("training", "seed"),
 }
 STATUSES = ("completed", "diverged")
+# The ``kind`` of a full-batch GD run (its resolved run and its file say so); other runs have none.
+GD_KIND = "full_batch_gd"
 CONVENTIONS = "CF-1.10"
 GLOBAL_ATTRIBUTES = ("Conventions", "title", "source", "history", "references", "config_json", "status")
 
@@ -114,6 +116,11 @@ def format_value(value) -> str:
     if isinstance(value, (list, tuple)):
         return "-".join(format_value(v) for v in value) or "none"
     return str(value)
+
+
+def run_schema(run: dict) -> str:
+    """The schema definition of a resolved run: ``gd_run`` for a full-batch GD run, else ``run``."""
+    return "gd_run" if run.get("kind") == GD_KIND else "run"
 
 
 def run_config_json(run: dict) -> str:

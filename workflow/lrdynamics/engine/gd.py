@@ -5,7 +5,7 @@ A run trains an FC net (``engine.models.fc_net``) by plain GD on a fixed, strati
 the training set (per-pixel standardized), with the loss averaged over examples:
 
 - ``mse``: 0.5 * sum over outputs of (f - onehot)^2 (Cohen et al.'s convention; torch's
-  ``MSELoss(reduction="mean")`` would divide the sharpness by the number of classes);
+  ``MSELoss(reduction="mean")`` is 2/K times it, K classes, and so is its sharpness);
 - ``huber``: the same sum with the Huber function of each residual (quadratic up to
   ``huber_delta``, linear beyond: the slow growth that the papers call good regularity),
   written with ``torch.where``;

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from lrdynamics.engine.checkpoint import Checkpointing, Interrupted, config_fingerprint, resume_path
-from lrdynamics.engine.contract import run_config_json
+from lrdynamics.engine.contract import run_config_json, run_schema
 from lrdynamics.engine.devices import gpu_slot
 from lrdynamics.engine.gd import GradientDescent
 from lrdynamics.engine.runfile import write_atomic
@@ -24,7 +24,7 @@ __all__ = ["Interrupted", "trainer_class", "train"]
 
 def trainer_class(run: dict):
     """The engine of a resolved run: full-batch GD for ``gd_experiments`` runs, else minibatch."""
-    return GradientDescent if run.get("kind") == "full_batch_gd" else Trainer
+    return GradientDescent if run_schema(run) == "gd_run" else Trainer
 
 
 def train(

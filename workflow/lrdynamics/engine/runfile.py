@@ -25,6 +25,7 @@ from lrdynamics.engine.contract import (
     CONVENTIONS,
     COORDINATES,
     GD_COORDINATES,
+    GD_KIND,
     GD_VARIABLES,
     GLOBAL_ATTRIBUTES,
     KEY_HYPERPARAMETERS,
@@ -151,7 +152,7 @@ def gd_run_dataset(records: dict, sharp: dict, layers: list[str], run: dict, att
         xr.Dataset(data_vars, coords=coords), run, "lrdynamics full-batch GD run", "lrdynamics.engine.gd"
     )
     ds.attrs.update(
-        kind="full_batch_gd",
+        kind=GD_KIND,
         loss=run["loss"],
         activation=run["model"]["activation"],
         norm=run["model"]["norm"],

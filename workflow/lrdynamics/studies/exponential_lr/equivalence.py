@@ -20,7 +20,7 @@ import json
 import numpy as np
 import xarray as xr
 
-from lrdynamics.engine.runfile import drop_hyperparameter_dims, file_attributes
+from lrdynamics.engine.runfile import drop_hyperparameter_dims, file_attributes, runs_by_experiment
 from lrdynamics.studies.exponential_lr import REFERENCE
 
 EQUIVALENCE_KEYS = ("wd_as_exp_lr", "perturb_init")
@@ -125,12 +125,9 @@ def pair_dataset(experiment: str, label: str, members: dict) -> xr.Dataset:
 
 def explr_equivalence(runs: list[xr.Dataset]) -> xr.Dataset:
     """All pairs of the given runs (of one or more equivalence experiments)."""
-    by_experiment: dict[str, list] = {}
-    for ds in runs:
-        by_experiment.setdefault(ds.attrs["experiment"], []).append(ds)
     pairs = [
         pair_dataset(exp, label, members)
-        for exp, exp_runs in by_experiment.items()
+        for exp, exp_runs in runs_by_experiment(runs).items()
         for label, members in group_pairs(exp_runs).items()
     ]
     out = xr.concat(pairs, dim="pair", join="outer", coords="different", compat="equals", data_vars="all")
