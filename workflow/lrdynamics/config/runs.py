@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 from pathlib import Path
 
 import yaml
@@ -32,7 +33,8 @@ from lrdynamics.config.schema import (
     validate,
 )
 from lrdynamics.engine.adaptive import DEFAULT_BETA1, is_adaptive, sqrt_scaling_rule
-from lrdynamics.engine.contract import GD_KIND, RESERVED_NAMES, format_value
+from lrdynamics.engine import contract
+from lrdynamics.engine.contract import GD_KIND, RESERVED_NAMES
 from lrdynamics.engine.facts import ARCHITECTURES
 
 
@@ -113,7 +115,7 @@ def _grid_runs(config: dict, section: str, name: str, base: dict, run_def: str, 
         run = copy.deepcopy(base)
         for key, value in point.items():
             _set_dotted(run, key, value)
-        run_name = "_".join(f"{aliases[k]}={format_value(v)}" for k, v in point.items()) or "run"
+        run_name = contract.run_name({aliases[k]: v for k, v in point.items()})
         where = f"{section}.{name}" + (f" (run {run_name})" if point else "")
         validate(run, {"$ref": f"#/$defs/{run_def}"}, prefix=where)
         resolve(run, where)
@@ -130,7 +132,45 @@ def _grid_runs(config: dict, section: str, name: str, base: dict, run_def: str, 
             hyperparameters={aliases[k]: v for k, v in point.items()},
         )
         runs[run_name] = run
+    if run_def == "run":
+        _check_ensembles(runs, f"{section}.{name}", aliases)
+        for run in runs.values():
+            if run["training"]["ensemble"] == 1:  # K = 1: today's run, with today's config_json
+                for key in contract.ENSEMBLE_KEYS:
+                    del run["training"][key]
     return runs
+
+
+def _check_ensembles(runs: dict[str, dict], where: str, aliases: dict[str, str]) -> None:
+    """Seed ensembles: members named like the runs of a grid over training.seed, and no seed
+    trained twice for the same other settings (``ensemble`` excluded)."""
+    problems, seen = [], {}
+    sized = [run for run in runs.values() if run["training"]["ensemble"] > 1]
+    if sized and aliases.get("training.seed", contract.SEED_DIM) != contract.SEED_DIM:
+        problems.append(
+            f"{where}.grid: another grid key ends in '.seed', so the members of training.ensemble would not be "
+            "named seed=<n>; rename the experiment's grid"
+        )
+    for run in runs.values():
+        tr = run["training"]
+        if tr["ensemble_chunk"] is not None and tr["ensemble_chunk"] > tr["ensemble"]:
+            problems.append(
+                f"{where} (run {run['run']}).training.ensemble_chunk: {tr['ensemble_chunk']} is more than "
+                f"training.ensemble ({tr['ensemble']})"
+            )
+        others = {k: v for k, v in run["hyperparameters"].items() if k not in (aliases.get("training.seed"),
+                  aliases.get("training.ensemble"))}  # fmt: skip
+        key = json.dumps(others, sort_keys=True, default=str)
+        for seed in contract.member_seeds(run):
+            if (key, seed) in seen:
+                problems.append(
+                    f"{where}.grid: runs {seen[key, seed]!r} and {run['run']!r} both train seed {seed} "
+                    f"(training.ensemble: K trains seeds seed .. seed+K-1; space the grid's seeds K apart)"
+                )
+                break
+            seen[key, seed] = run["run"]
+    if problems:
+        raise config_error(problems)
 
 
 def gd_experiment_runs(config: dict, name: str) -> dict[str, dict]:

@@ -93,11 +93,15 @@ class BatchStream:
         self.pos, self.perm = 0, None
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.data.batch(self.next_indices(), self.crop, self.flip, self.generator)
+
+    def next_indices(self) -> torch.Tensor:
+        """The indices of the next batch (an ensemble gathers its members' batches at once)."""
         if self.pos == 0:
             self.perm = torch.randperm(self.data.n, device=self.data.images.device, generator=self.generator)
         idx = self.perm[self.pos * self.B : (self.pos + 1) * self.B]
         self.pos = (self.pos + 1) % self.steps_in_epoch
-        return self.data.batch(idx, self.crop, self.flip, self.generator)
+        return idx
 
     def state_dict(self) -> dict:
         return {"pos": self.pos, "perm": self.perm, "generator": self.generator.get_state()}

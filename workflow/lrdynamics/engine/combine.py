@@ -8,8 +8,8 @@ import itertools
 import numpy as np
 import xarray as xr
 
-from lrdynamics.engine.contract import RUN_DIMS
-from lrdynamics.engine.runfile import file_attributes, grid_dims
+from lrdynamics.engine.contract import MEMBER_VARIABLES, RUN_DIMS, SEED_DIM, ensemble_size
+from lrdynamics.engine.runfile import file_attributes, grid_dims, run_attributes
 
 
 def combine_runs(runs: list[xr.Dataset]) -> xr.Dataset:
@@ -32,6 +32,9 @@ RUN_OUTCOME_ATTRS = {
     "run": ("run name (the file results/runs/<experiment>/<run>.nc)", None, ""),
     "config_json": ("the run's full resolved config (JSON)", None, ""),
 }
+# What a run cost: variables along the grid even when all runs agree, as the members of
+# one ensemble do (they share their job's wall time and rate).
+RUN_COST_ATTRS = ("wall_time_s", "steps_per_second", "noise_measurement_time_s", "sharpness_time_s")
 # Attributes that describe the file rather than the run: never lifted into variables.
 FILE_ATTRS = ("title", "history", "Conventions")
 
@@ -99,6 +102,7 @@ def experiment_dataset(runs: list[xr.Dataset]) -> xr.Dataset:
     keys = set.intersection(*({k for k, v in ds.attrs.items() if _scalar_attr(v)} for ds in runs))
     differing = {k for k in keys if len({str(ds.attrs[k]) for ds in runs}) > 1} - set(FILE_ATTRS)
     differing -= set(runs[0].variables)  # a grid hyperparameter is also a key attribute (seed)
+    differing |= set(RUN_COST_ATTRS) & keys  # per run even where they agree (an ensemble's members)
     lifted = [k for k in RUN_OUTCOME_ATTRS if k in keys] + sorted(differing - set(RUN_OUTCOME_ATTRS))
     stacked = []
     for ds in _on_common_axes(runs):
@@ -127,3 +131,33 @@ def experiment_dataset(runs: list[xr.Dataset]) -> xr.Dataset:
         runs_missing=len(holes),
     )
     return combined
+
+
+def ensemble_dataset(members: list[xr.Dataset], run: dict, status: dict) -> xr.Dataset:
+    """An ensemble's run file: its members' run datasets (``run_dataset`` of each member
+    run) along ``seed``, a diverged member's later steps NaN; each member's outcome in the
+    MEMBER_VARIABLES; the attributes of the ensemble's run, with ``status`` diverged
+    (``diverged_step`` the earliest) when any member diverged."""
+    stacked = []
+    for ds in _on_common_axes(members):
+        for name, (long_name, units, attr) in MEMBER_VARIABLES.items():
+            value = ds.attrs[attr]
+            data = np.array([value], dtype=object if isinstance(value, str) else np.int64)
+            ds[name] = xr.DataArray(data, dims=[SEED_DIM], attrs={"long_name": long_name, "units": units})
+        stacked.append(ds)
+    ds = xr.concat(stacked, dim=SEED_DIM, data_vars="all", coords="minimal", compat="override", join="outer",
+                   combine_attrs="override")  # fmt: skip
+    for var in ds.variables.values():
+        var.encoding = {}
+    diverged = [m.attrs["diverged_step"] for m in members if m.attrs["status"] == "diverged"]
+    outcome = (
+        {"status": "diverged", "diverged_step": min(diverged), "diverged_update": min(
+            m.attrs["diverged_update"] for m in members if m.attrs["status"] == "diverged")}
+        if diverged else {"status": "completed", "diverged_step": -1, "diverged_update": -1}
+    )  # fmt: skip
+    member_outcome = set(outcome) | {attr for _, _, attr in MEMBER_VARIABLES.values()}
+    ds.attrs = {k: v for k, v in members[0].attrs.items() if k not in member_outcome}
+    ds.attrs.update(run_attributes(run, "lrdynamics ensemble", "lrdynamics.engine.ensemble"))
+    ds.attrs.update(outcome)
+    ds.attrs.update(ensemble_size=ensemble_size(run), members_diverged=len(diverged))
+    return ds

@@ -100,10 +100,23 @@ GLOBAL_ATTRIBUTES = ("Conventions", "title", "source", "history", "references", 
 # The dimensions of a single run (every other dimension of a run file is a grid hyperparameter).
 RUN_DIMS = ("step", "layer", "sample", "class", "noise_step", "sharpness_step", "eigenvalue")
 
+# Per-member outcome variables of an ensemble file, along SEED_DIM: (long_name, units, the
+# single run's attribute they hold).
+MEMBER_VARIABLES = {
+    "member_status": ("status of each member: completed or diverged", "1", "status"),
+    "member_diverged_step": ("effective step at which each member diverged (-1: it did not)", "1", "diverged_step"),
+    "member_diverged_update": ("optimizer update at which each member diverged (-1: it did not)", "1",
+                               "diverged_update"),  # fmt: skip
+}
+# Attributes of an ensemble file that no single run has.
+ENSEMBLE_ATTRS = ("ensemble_size", "ensemble_chunk", "member_updates_per_second", "members_diverged")
+
+
 # Names a run file uses for its own dimensions, coordinates and variables: a grid alias
 # equal to one of them is spelled out in full instead (lrdynamics.config.runs.grid_aliases).
 RESERVED_NAMES = frozenset(
-    [*VARIABLES, *OPTIONAL_VARIABLES, *NOISE_VARIABLES, *COORDINATES, *GD_VARIABLES, *GD_COORDINATES, *RUN_DIMS]
+    [*VARIABLES, *OPTIONAL_VARIABLES, *NOISE_VARIABLES, *COORDINATES, *GD_VARIABLES, *GD_COORDINATES, *RUN_DIMS,
+     *MEMBER_VARIABLES]  # fmt: skip
 )
 
 
@@ -116,6 +129,42 @@ def format_value(value) -> str:
     if isinstance(value, (list, tuple)):
         return "-".join(format_value(v) for v in value) or "none"
     return str(value)
+
+
+def run_name(hyperparameters: dict) -> str:
+    """A run's name: its grid point as ``alias=value`` joined by ``_`` (``run``: no grid)."""
+    return "_".join(f"{k}={format_value(v)}" for k, v in hyperparameters.items()) or "run"
+
+
+# --- seed ensembles (training.ensemble): K runs of one grid point trained in one job -------
+# The member dimension of an ensemble file, and the grid alias of training.seed: a member
+# is the run that a grid over training.seed would have made.
+SEED_DIM = "seed"
+ENSEMBLE_KEYS = ("ensemble", "ensemble_chunk")
+
+
+def ensemble_size(run: dict) -> int:
+    """K of a resolved run. A run of one seed has no ensemble keys at all (the config drops
+    them at K = 1, so that their introduction changed no run's config_json or name)."""
+    return run["training"].get("ensemble", 1)
+
+
+def member_seeds(run: dict) -> list[int]:
+    """The seeds of an ensemble's members: ``seed .. seed + K - 1``."""
+    first = run["training"]["seed"]
+    return list(range(first, first + ensemble_size(run)))
+
+
+def member_run(run: dict, seed: int) -> dict:
+    """The resolved run that an ensemble's member with ``seed`` is: the ensemble's run with
+    that seed, no ensemble keys, the seed among its grid hyperparameters and in its name."""
+    member = json.loads(json.dumps(run))
+    for key in ENSEMBLE_KEYS:
+        member["training"].pop(key, None)
+    member["training"]["seed"] = seed
+    member["hyperparameters"] = {**run["hyperparameters"], SEED_DIM: seed}
+    member["run"] = run_name(member["hyperparameters"])
+    return member
 
 
 def run_schema(run: dict) -> str:

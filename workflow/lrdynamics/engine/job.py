@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 
 from lrdynamics.engine.checkpoint import Checkpointing, Interrupted, config_fingerprint, resume_path
-from lrdynamics.engine.contract import run_config_json, run_schema
+from lrdynamics.engine.contract import ensemble_size, run_config_json, run_schema
 from lrdynamics.engine.devices import gpu_slot
+from lrdynamics.engine.ensemble import EnsembleTrainer
 from lrdynamics.engine.gd import GradientDescent
 from lrdynamics.engine.runfile import write_atomic
 from lrdynamics.engine.trainer import Trainer
@@ -23,8 +24,11 @@ __all__ = ["Interrupted", "trainer_class", "train"]
 
 
 def trainer_class(run: dict):
-    """The engine of a resolved run: full-batch GD for ``gd_experiments`` runs, else minibatch."""
-    return GradientDescent if run_schema(run) == "gd_run" else Trainer
+    """The engine of a resolved run: full-batch GD for ``gd_experiments`` runs, a seed
+    ensemble for ``training.ensemble`` > 1, else the minibatch trainer."""
+    if run_schema(run) == "gd_run":
+        return GradientDescent
+    return EnsembleTrainer if ensemble_size(run) > 1 else Trainer
 
 
 def train(

@@ -64,12 +64,14 @@ def per_batch_norm(model: nn.Module, sizes: list[int]):
             del m.forward  # back to the class's forward
 
 
-def svag_loss(model: nn.Module, x1, y1, x2, y2, l: int) -> torch.Tensor:
-    """``c1*L(b1) + c2*L(b2)``: one forward over both batches, per-batch BN statistics."""
+def svag_loss(model: nn.Module, x1, y1, x2, y2, l: int, forward=None) -> torch.Tensor:
+    """``c1*L(b1) + c2*L(b2)``: one forward over both batches, per-batch BN statistics.
+    ``forward``: how to call ``model`` (default: ``model`` itself; an ensemble member's
+    ``functional_call`` of it)."""
     c1, c2 = svag_coefficients(l)
     n1 = len(y1)
     with per_batch_norm(model, [n1, len(y2)]):
-        out = model(torch.cat([x1, x2]))
+        out = (forward or model)(torch.cat([x1, x2]))
     return c1 * F.cross_entropy(out[:n1], y1) + c2 * F.cross_entropy(out[n1:], y2)
 
 

@@ -24,17 +24,21 @@ from lrdynamics.engine.adaptive import updates_per_step
 from lrdynamics.engine.contract import (
     CONVENTIONS,
     COORDINATES,
+    ENSEMBLE_ATTRS,
     GD_COORDINATES,
     GD_KIND,
     GD_VARIABLES,
     GLOBAL_ATTRIBUTES,
     KEY_HYPERPARAMETERS,
+    MEMBER_VARIABLES,
     NOISE_VARIABLES,
     OPTIONAL_VARIABLES,
     RUN_DIMS,
+    SEED_DIM,
     STATUSES,
     VARIABLES,
     format_value,
+    member_run,
 )
 from lrdynamics.engine.files import atomic_path
 from lrdynamics.engine.schedules import base_wd
@@ -178,14 +182,50 @@ def with_run_metadata(ds: xr.Dataset, run: dict, what: str, writer: str) -> xr.D
         ds = ds.expand_dims({k: [v] for k, v in hp.items()})
         for k in hp:
             ds[k].attrs["long_name"] = f"grid hyperparameter {k}"
-    ds.attrs.update(
-        file_attributes(f"{what} {run['run']} of experiment {run['experiment']}", run.get("references", ""), writer),
-        config_json=json.dumps(run, sort_keys=True),
-        experiment=run["experiment"],
-        run=run["run"],
-        dataset=run["dataset"],
-    )
+    ds.attrs.update(run_attributes(run, what, writer))
     return ds
+
+
+def run_attributes(run: dict, what: str, writer: str) -> dict:
+    """The global attributes that say which run a file holds."""
+    return {
+        **file_attributes(f"{what} {run['run']} of experiment {run['experiment']}", run.get("references", ""), writer),
+        "config_json": json.dumps(run, sort_keys=True),
+        "experiment": run["experiment"],
+        "run": run["run"],
+        "dataset": run["dataset"],
+    }
+
+
+def is_ensemble(ds: xr.Dataset) -> bool:
+    """An ensemble's file (``training.ensemble`` > 1): its members along ``seed``."""
+    return "member_status" in ds.data_vars
+
+
+def ensemble_members(ds: xr.Dataset) -> list[xr.Dataset]:
+    """The members of an ensemble file, each as the run file of its seed alone would be:
+    a length-1 ``seed`` dimension, the member's own config_json, run name and status, and
+    for a diverged member the steps it recorded only. Readers of runs see no difference
+    between an ensemble and the runs of a grid over ``training.seed``."""
+    run = json.loads(ds.attrs["config_json"])
+    shared = {k: v for k, v in ds.attrs.items() if k not in ENSEMBLE_ATTRS}
+    out = []
+    for k, seed in enumerate(ds[SEED_DIM].values.tolist()):
+        m = ds.isel({SEED_DIM: [k]})
+        outcome = {attr: m[name].item() for name, (_, _, attr) in MEMBER_VARIABLES.items()}
+        m = m.drop_vars(list(MEMBER_VARIABLES))
+        if outcome["status"] == "diverged":  # the steps its own run would have recorded
+            m = m.isel(step=m["updates_done"].values <= outcome["diverged_update"])
+            if "noise_step" in m.dims:
+                m = m.isel(noise_step=m["noise_step"].values * m.attrs["updates_per_step"] <= outcome["diverged_update"])
+        if "test_predictions" in m:
+            m["test_predictions"] = m["test_predictions"].astype(np.int16)
+        member = member_run(run, seed)
+        title = run_attributes(member, "lrdynamics run", "")["title"]
+        m.attrs = {**shared, **outcome, "title": title, "config_json": json.dumps(member, sort_keys=True),
+                   "run": member["run"], "seed": seed}  # fmt: skip
+        out.append(m)
+    return out
 
 
 def write_atomic(ds: xr.Dataset, path) -> None:
@@ -243,7 +283,8 @@ class RunFileError(ValueError):
 
 
 def open_runs(paths) -> list[xr.Dataset]:
-    """Open run files (loaded into memory, files closed), each checked against the contract."""
+    """Open run files (loaded into memory, files closed), each checked against the contract;
+    an ensemble file gives its members (``ensemble_members``)."""
     out = []
     for p in paths:
         try:
@@ -258,5 +299,5 @@ def open_runs(paths) -> list[xr.Dataset]:
                 f"{p}: not an lrdynamics run file ({shown}); run files are written by rule train "
                 "(results/runs/<experiment>/<run>.nc)"
             )
-        out.append(ds)
+        out.extend(ensemble_members(ds) if is_ensemble(ds) else [ds])
     return out

@@ -1,0 +1,587 @@
+"""Seed ensembles: the K runs of one grid point (``training.ensemble``) trained together.
+
+The members' weights, buffers and optimizer state are stacked along a leading member
+dimension and every update is one vectorized forward and backward pass
+(``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``: a batched matmul, a
+grouped convolution per layer instead of K small ones). Each member is still exactly the
+run of its seed alone (``engine.contract.member_run``):
+
+- its own initial weights, data order, augmentation, SVAG and gradient-noise streams,
+  each drawn from a generator seeded as the single run seeds it, in the same order;
+- its own batch-norm statistics and running averages (the buffers are stacked too and
+  updated in place under vmap);
+- its own optimizer state: the updates of SGD and Adam are elementwise, so on stacked
+  tensors they are K independent updates; SGD's LR and WD are per member because a
+  member's weight rescaling (``trainer.WeightScale``) is its own;
+- the summed loss's gradient with respect to member k's slice is member k's gradient.
+
+Members differ from their single runs by float rounding only (batched kernels sum in
+another order); tests/test_ensemble.py checks them in float64. Evaluation, recorded
+metrics and gradient-noise measurements run member by member on one scratch module that
+holds the member's weights and buffers, with the single run's own code (``Recorder``,
+``NoiseMeter``). A member whose loss or weights become non-finite is marked diverged at
+the next check (evaluation or progress line) and recorded no more; the others go on.
+
+K larger than memory allows trains in consecutive chunks of members (``ensemble_chunk``,
+or as many as half the free memory holds): the members are independent, so the result
+is the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state
+
+from lrdynamics.engine.adaptive import is_adaptive
+from lrdynamics.engine.batches import BatchStream, seeded_generator
+from lrdynamics.engine.contract import ensemble_size, member_run, member_seeds
+from lrdynamics.engine.devices import DTYPES, describe_device, resolve_device, set_float32_precision
+from lrdynamics.engine.gradient_noise import NoiseMeter, noise_batches
+from lrdynamics.engine.logs import Progress
+from lrdynamics.engine.models import kept_normalization_statistics, weight_layers
+from lrdynamics.engine.optimizers import build_optimizer, svag_loss
+from lrdynamics.engine.recording import Recorder
+from lrdynamics.engine.combine import ensemble_dataset
+from lrdynamics.engine.runfile import run_dataset
+from lrdynamics.engine.schedules import build_schedule
+from lrdynamics.engine.trainer import NOISE_SEED, STREAM_SEEDS, TimeLine, device_splits, initial_model
+
+log = logging.getLogger(__name__)
+
+
+def _per_member(values, like: torch.Tensor) -> torch.Tensor:
+    """A value per member, shaped to broadcast against a stacked tensor ``like``."""
+    return torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, *([1] * (like.ndim - 1)))
+
+
+class StackedSGD:
+    """``torch.optim.SGD`` (coupled WD, the momentum buffer without the LR, no dampening or
+    Nesterov) on tensors stacked along the member dimension, with a LR and WD per member."""
+
+    def __init__(self, params: list[torch.Tensor], momentum: float):
+        self.params, self.momentum = params, momentum
+        self.buffers: list[torch.Tensor | None] = [None] * len(params)
+
+    def buffer_of(self, p: torch.Tensor) -> torch.Tensor | None:
+        return self.buffers[next(i for i, q in enumerate(self.params) if q is p)]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, lrs: list[float], wds: list[float]) -> None:
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            d = p.grad + _per_member(wds, p) * p
+            if self.momentum:
+                if self.buffers[i] is None:
+                    self.buffers[i] = d.clone()
+                else:
+                    self.buffers[i].mul_(self.momentum).add_(d)
+                d = self.buffers[i]
+            p.sub_(_per_member(lrs, p) * d)
+
+    def state_dict(self) -> dict:
+        return {"buffers": self.buffers}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.buffers = list(state["buffers"])
+
+
+class StackedAdam:
+    """``torch.optim.Adam`` on the stacked tensors: its update is elementwise, so it is each
+    member's own Adam. The members share LR and WD (adaptive runs never rescale)."""
+
+    def __init__(self, params: list[torch.Tensor], optimizer: dict, lr: float):
+        self.optimizer = build_optimizer(params, optimizer, lr)
+        self.zero_grad = lambda: self.optimizer.zero_grad(set_to_none=True)
+
+    def buffer_of(self, p: torch.Tensor) -> None:
+        return None
+
+    def step(self, lrs: list[float], wds: list[float]) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"], group["weight_decay"] = lrs[0], wds[0]
+        self.optimizer.step()
+
+    def state_dict(self) -> dict:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state)
+
+
+def _member_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The norm of each member's slice of all ``tensors`` together, in float64."""
+    norms = torch.stack([torch.linalg.vector_norm(t.detach().double().flatten(1), dim=1) for t in tensors])
+    return torch.linalg.vector_norm(norms, dim=0)
+
+
+class MemberScales:
+    """``trainer.WeightScale`` per member: member k's true weights are its stored ones times
+    ``2**log2[k]``, its applied LR 4^-log2[k] and WD 4^log2[k] times the schedule's."""
+
+    def __init__(self, layers: list[torch.Tensor], limit: int | None):
+        self.layers, self.limit = layers, limit
+        self.initial_norm = _member_norms(layers).tolist()
+        self.log2 = [0] * len(self.initial_norm)
+
+    def rescale(self, optimizer) -> None:
+        if self.limit is None:
+            return
+        norms = _member_norms(self.layers).tolist()
+        for k, (norm, initial) in enumerate(zip(norms, self.initial_norm)):
+            if not (math.isfinite(norm) and norm > 0):
+                continue  # a diverged member: nothing to keep in range
+            ratio = math.log2(norm / initial)
+            if abs(ratio) <= self.limit:
+                continue
+            j = round(ratio)
+            with torch.no_grad():
+                for p in self.layers:
+                    p[k].mul_(2.0**-j)
+                    buf = optimizer.buffer_of(p)
+                    if buf is not None:
+                        buf[k].mul_(2.0**j)
+            self.log2[k] += j
+            log.info("member %d: rescaled the weights by 2^%d (true scale now 2^%d)", k, -j, self.log2[k])
+
+    def state_dict(self) -> dict:
+        return {"log2_scale": self.log2, "initial_norm": self.initial_norm}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.log2, self.initial_norm = list(state["log2_scale"]), list(state["initial_norm"])
+
+
+class MemberWindow:
+    """``trainer.UpdateWindow`` with a leading member dimension: per member, the summed
+    minibatch losses and angles since the last evaluation, and its first non-finite update."""
+
+    KEYS = ("window_sum", "angle_sum", "window_n", "first_bad", "direction")
+
+    def __init__(self, device, weights: torch.Tensor):
+        k = weights.shape[0]
+        self.window_sum = torch.zeros(k, dtype=torch.float64, device=device)
+        self.angle_sum = torch.zeros(k, dtype=torch.float64, device=device)
+        self.window_n = 0
+        self.first_bad = torch.full((k,), -1, dtype=torch.int64, device=device)
+        self.direction = self._unit(weights)
+
+    @staticmethod
+    def _unit(weights: torch.Tensor) -> torch.Tensor:
+        return weights / torch.linalg.vector_norm(weights, dim=1, keepdim=True)
+
+    def add(self, index: int, losses: torch.Tensor, weights: torch.Tensor) -> None:
+        direction = self._unit(weights)
+        chord = torch.linalg.vector_norm(self.direction - direction, dim=1)  # quantities.chord_angle per member
+        angle = 2.0 * torch.asin(torch.clamp(chord / 2.0, max=1.0))
+        self.angle_sum += angle
+        self.direction = direction
+        bad = ~torch.isfinite(losses) | ~torch.isfinite(angle)
+        self.first_bad = torch.where(bad & (self.first_bad < 0), index, self.first_bad)
+        self.window_sum += losses
+        self.window_n += 1
+
+    def close(self) -> tuple[np.ndarray, np.ndarray]:
+        n = self.window_n
+        if n:
+            means = ((self.window_sum / n).cpu().numpy(), (self.angle_sum / n).cpu().numpy())
+        else:
+            means = (np.full(len(self.window_sum), math.nan),) * 2
+        self.window_sum.zero_()
+        self.angle_sum.zero_()
+        self.window_n = 0
+        return means
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.KEYS}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k in self.KEYS:
+            setattr(self, k, state[k])
+
+
+class Members:
+    """Some members of an ensemble, trained at once: their stacked state, one vectorized
+    update, and each member's streams, scale, record and status."""
+
+    def __init__(self, run: dict, seeds: list[int], device, train, test, n_classes: int):
+        self.run, self.seeds, self.device = run, seeds, device
+        tr, opt = run["training"], run["optimizer"]
+        dtype = DTYPES[tr["dtype"]]
+        self.train, self.test = train, test
+        self.autocast = tr["autocast"] == "bfloat16"
+        self.runs = [member_run(run, s) for s in seeds]
+        models = [initial_model(run["model"], m["training"], train.shape, n_classes, dtype) for m in self.runs]
+        params, buffers = stack_module_state(models)
+        self.params = {k: v.detach().to(device).requires_grad_(v.requires_grad) for k, v in params.items()}
+        self.buffers = {k: v.to(device) for k, v in buffers.items()}
+        # The scratch module: the architecture for functional_call, and member k's weights and
+        # buffers (``load_member``) for evaluation and noise measurements.
+        self.model = models[0].to(device)
+        self.layer_names = list(weight_layers(self.model))
+        self.timeline = t = TimeLine.of(run, train.n)
+        self.svag = opt["svag"]
+        self.schedule = build_schedule(run["schedule"], t.steps_per_epoch, t.n_steps, opt["momentum"], self.svag,
+                                       t.updates_per_step)  # fmt: skip
+        B, crop, flip = tr["batch_size"], tr["crop_padding"] > 0, tr["flip"]
+        self.augment = crop or flip
+        self.streams = [
+            [
+                BatchStream(train, B, t.steps_per_epoch, crop, flip, seeded_generator(device, seed + offset))
+                for seed in seeds
+            ]
+            for offset in STREAM_SEEDS[: 2 if self.svag > 1 else 1]
+        ]
+        gn = run["gradient_noise"]
+        self.noise = []
+        if t.noise_steps:
+            self.noise = [
+                NoiseMeter(train, B, crop, flip, seeded_generator(device, seed + NOISE_SEED),
+                           noise_batches(B, gn["batches"]), gn["threshold_c"])  # fmt: skip
+                for seed in seeds
+            ]
+        self.trainable = [p for p in self.params.values() if p.requires_grad]
+        lr0 = float(self.schedule.lr[0])
+        self.optimizer = StackedAdam(self.trainable, opt, lr0) if is_adaptive(opt) else StackedSGD(
+            self.trainable, opt["momentum"])  # fmt: skip
+        if self.schedule.buffer_init is not None:
+            self.optimizer.buffers = [self.schedule.buffer_init * p.detach().clone() for p in self.trainable]
+        invariant = self.model.scale_invariant and not is_adaptive(opt)
+        self.layers = [self.params[n] for n in self.layer_names]
+        self.scale = MemberScales(self.layers, tr["rescale_log2"] if invariant else None)
+        scratch_layers = weight_layers(self.model)
+        self.recorders = [Recorder(run["evaluation"], opt["momentum"], scratch_layers, train, test) for _ in seeds]
+        self.status = [{"status": "completed", "diverged_step": -1, "diverged_update": -1} for _ in seeds]
+        self._loss = torch.vmap(self._member_loss, randomness="error")
+
+    # --- the vectorized update ---------------------------------------------------------------
+
+    def _member_loss(self, params, buffers, *batches):
+        def forward(x):
+            return functional_call(self.model, (params, buffers), (x,))
+
+        if self.svag == 1:
+            x, y = batches
+            return F.cross_entropy(forward(x), y)
+        return svag_loss(self.model, *batches, self.timeline.updates_per_step, forward=forward)
+
+    def _batches(self, streams: list[BatchStream]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch of every member's stream, stacked: (K, B, ...) images, (K, B) labels."""
+        if self.augment:  # each member's crop and flip from its own generator
+            xs, ys = zip(*(s.next() for s in streams))
+            return torch.stack(xs), torch.stack(ys)
+        return self.train.batch(torch.stack([s.next_indices() for s in streams]), False, False, None)
+
+    def flat_weights(self) -> torch.Tensor:
+        return torch.cat([p.detach().flatten(1) for p in self.layers], dim=1)
+
+    def start_updates(self) -> None:
+        self.window = MemberWindow(self.device, self.flat_weights())
+
+    def update(self, index: int, measure: bool = False):
+        """``Trainer.update`` for every member at once: returns the (K,) losses, and with
+        ``measure`` the stacked weights before the step and each member's gradient norm."""
+        if index % 50 == 0:
+            self.scale.rescale(self.optimizer)
+        batches = [t for streams in self.streams for t in self._batches(streams)]
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            losses = self._loss(self.params, self.buffers, *batches)
+        self.optimizer.zero_grad()
+        losses.sum().backward()  # member k's slice of the gradient is member k's own gradient
+        lr, wd = float(self.schedule.lr[index]), float(self.schedule.wd[index])
+        lrs = [lr * 4.0**-j for j in self.scale.log2]
+        wds = [wd * 4.0**j for j in self.scale.log2]
+        before, grad_norms = None, None
+        if measure:
+            before = {n: p.detach().clone() for n, p in zip(self.layer_names, self.layers)}
+            scales = np.array([2.0**-j for j in self.scale.log2])
+            grads = [p.grad for p in self.trainable if p.grad is not None]
+            grad_norms = _member_norms(grads).cpu().numpy() * scales
+        self.optimizer.step(lrs, wds)
+        losses = losses.detach()
+        self.window.add(index, losses, self.flat_weights())
+        return losses, before, grad_norms
+
+    # --- per-member measurements -------------------------------------------------------------
+
+    @torch.no_grad()
+    def load_member(self, k: int) -> None:
+        """Member k's weights and buffers into the scratch module."""
+        for name, p in self.model.named_parameters():
+            p.copy_(self.params[name][k])
+        for name, b in self.model.named_buffers():
+            b.copy_(self.buffers[name][k])
+
+    def alive(self) -> list[int]:
+        return [k for k, s in enumerate(self.status) if s["status"] == "completed"]
+
+    def check_divergence(self) -> None:
+        """Mark the members whose loss or weights have become non-finite (one device sync)."""
+        m = self.timeline.updates_per_step
+        for k, bad in enumerate(self.window.first_bad.tolist()):
+            if bad >= 0 and self.status[k]["status"] == "completed":
+                self.status[k] = {"status": "diverged", "diverged_step": bad // m, "diverged_update": bad}
+                log.warning("member seed %d: non-finite at update %d, marked diverged", self.seeds[k], bad)
+
+    def evaluate(self, step: int, before: dict | None = None, grad_norms=None) -> None:
+        t = self.timeline
+        update = min(step * t.updates_per_step, t.n_updates - 1)
+        losses, angles = self.window.close()
+        lr, wd = float(self.schedule.lr[update]), float(self.schedule.wd[update])
+        for k in self.alive():
+            self.load_member(k)
+            last = {
+                "window_loss": float(losses[k]),
+                "window_angle": float(angles[k]),
+                "before": None if before is None else {n: b[k] for n, b in before.items()},
+                "grad_norm": math.nan if grad_norms is None else float(grad_norms[k]),
+            }
+            self.recorders[k].add_evaluation(
+                self.model, step, step / t.steps_per_epoch, lr, wd, 2.0 ** self.scale.log2[k], last
+            )
+
+    def measure_noise(self, step: int) -> None:
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        for k in self.alive():
+            self.load_member(k)
+            row = self.noise[k].measure(self.model, trainable, F.cross_entropy, 2.0 ** -self.scale.log2[k], step)
+            self.recorders[k].add_noise(step, row)
+
+    @property
+    def noise_seconds(self) -> float:
+        return sum(meter.seconds for meter in self.noise)
+
+    # --- resume state --------------------------------------------------------------------------
+
+    def state_dict(self, next_update: int, elapsed_s: float) -> dict:
+        return {
+            "next_update": next_update,
+            "elapsed_s": elapsed_s,
+            "params": {k: v.detach() for k, v in self.params.items()},
+            "buffers": self.buffers,
+            "optimizer": self.optimizer.state_dict(),
+            "streams": [[s.state_dict() for s in streams] for streams in self.streams],
+            "noise_generators": [meter.generator.get_state() for meter in self.noise],
+            "noise_seconds": [meter.seconds for meter in self.noise],
+            "members_status": self.status,
+            "recorders": [r.state_dict() for r in self.recorders],
+            **self.scale.state_dict(),
+            **self.window.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> int:
+        with torch.no_grad():
+            for k, v in state["params"].items():
+                self.params[k].copy_(v)
+            for k, v in state["buffers"].items():
+                self.buffers[k].copy_(v)
+        self.optimizer.load_state_dict(state["optimizer"])
+        for streams, saved in zip(self.streams, state["streams"]):
+            for stream, s in zip(streams, saved):
+                stream.load_state_dict(s)
+        for meter, gen, seconds in zip(self.noise, state["noise_generators"], state["noise_seconds"]):
+            meter.generator.set_state(gen.cpu())
+            meter.seconds = seconds
+        self.status = state["members_status"]
+        for r, saved in zip(self.recorders, state["recorders"]):
+            r.load_state_dict(saved)
+        self.scale.load_state_dict(state)
+        self.window = MemberWindow(self.device, self.flat_weights())
+        self.window.load_state_dict(state)
+        return state["next_update"]
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    def fit(self, state: dict | None, checkpoint, every_seconds: float) -> float:
+        """``Trainer.fit`` for these members; returns the wall time."""
+        t, m = self.timeline, self.timeline.updates_per_step
+        if state is not None:
+            first = self.load_state_dict(state)
+            clock = Progress("update", t.n_updates, first, state["elapsed_s"], every_seconds)
+        else:
+            first, clock = 0, Progress("update", t.n_updates, 0, 0.0, every_seconds)
+            self.start_updates()
+            self.evaluate(0)
+            if 0 in t.noise_steps:
+                self.measure_noise(0)
+        for index in range(first, t.n_updates):
+            done, step = index + 1, (index + 1) // m
+            at_step = done % m == 0
+            measure = at_step and step in t.eval_steps
+            losses, before, grad_norms = self.update(index, measure)
+            clock.tick()
+            if measure or clock.log_due():
+                self.check_divergence()
+                if not self.alive():
+                    log.warning("every member diverged: training stops")
+                    break
+            if measure:
+                self.evaluate(step, before, grad_norms)
+            if at_step and step in t.noise_steps:
+                self.measure_noise(step)
+            if clock.log_due() or done == t.n_updates:
+                alive = self.alive()
+                clock.log(done, f"(epoch {done / m / t.steps_per_epoch:.2f})  {len(alive)}/{len(self.seeds)} members "
+                                f"alive, mean minibatch loss {float(losses[alive].mean()):.4f}")  # fmt: skip
+            if checkpoint is not None and done < t.n_updates and checkpoint.due(done):
+                checkpoint.save(self.state_dict(done, clock.elapsed()))
+        return clock.elapsed()
+
+
+def estimated_member_bytes(run: dict, model: torch.nn.Module, train) -> int:
+    """Memory one member needs while training: weights, gradients and optimizer state
+    (3x the parameters for Adam, 2x for SGD with momentum), plus the activations of a
+    forward pass at the batch size (every module's output, kept for the backward, twice
+    over for their gradients; SVAG's two batches double it)."""
+    tr = run["training"]
+    n_params = sum(p.numel() for p in model.parameters())
+    states = 3 if is_adaptive(run["optimizer"]) else 2 if run["optimizer"]["momentum"] else 1
+    outputs = []
+    leaves = [mod for mod in model.modules() if not list(mod.children())]
+    hooks = [mod.register_forward_hook(lambda _m, _i, out: outputs.append(out.numel())) for mod in leaves]
+    try:
+        with torch.no_grad(), kept_normalization_statistics(model):
+            x, _ = train.unpadded(min(tr["batch_size"], train.n))
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    scale = tr["batch_size"] / min(tr["batch_size"], train.n) * (2 if run["optimizer"]["svag"] > 1 else 1)
+    bytes_per = torch.finfo(DTYPES[tr["dtype"]]).bits // 8
+    return int((n_params * (1 + states) + 2 * sum(outputs) * scale) * bytes_per)
+
+
+def free_memory_bytes(device) -> int:
+    """Free memory of the device: CUDA's free memory, or the host's available memory."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+class EnsembleTrainer:
+    """The trainer of a run with ``training.ensemble`` K > 1: its members, chunk by chunk."""
+
+    def __init__(self, run: dict, threads: int | None = None, device: torch.device | None = None):
+        self.run = run
+        tr = run["training"]
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = device if device is not None else resolve_device(run["device"])
+        set_float32_precision(tr["tf32"])
+        dtype = DTYPES[tr["dtype"]]
+        self.train, self.test, self.n_classes = device_splits(Path(run["dataset_dir"]), self.device, dtype,
+                                                              tr["crop_padding"])  # fmt: skip
+        self.seeds = member_seeds(run)
+        self.chunk = tr["ensemble_chunk"] or self.automatic_chunk()
+        self.chunks = [self.seeds[i : i + self.chunk] for i in range(0, len(self.seeds), self.chunk)]
+        self.timeline = TimeLine.of(run, self.train.n)
+
+    def automatic_chunk(self) -> int:
+        model = initial_model(self.run["model"], self.run["training"], self.train.shape, self.n_classes,
+                              DTYPES[self.run["training"]["dtype"]]).to(self.device)  # fmt: skip
+        per_member = estimated_member_bytes(self.run, model, self.train)
+        fits = max(1, int(free_memory_bytes(self.device) // 2 // per_member))
+        log.info("one member needs ~%.1f MB: %d members fit in half the free memory", per_member / 1e6, fits)
+        return min(ensemble_size(self.run), fits)
+
+    def describe(self) -> str:
+        run, t = self.run, self.timeline
+        return (
+            f"ensemble {run['experiment']}/{run['run']}: {len(self.seeds)} members (seeds {self.seeds[0]}.."
+            f"{self.seeds[-1]}) in {len(self.chunks)} chunk(s) of up to {self.chunk}, {run['optimizer']['name']}, "
+            f"{run['model']['name']} on {run['dataset']}, {t.n_updates} updates ({t.n_steps} effective steps), "
+            f"SVAG l={run['optimizer']['svag']}, {len(t.eval_steps)} evaluations, device {self.device}"
+        )
+
+    def fit(self, state: dict | None = None, checkpoint=None) -> dict:
+        """Train every chunk; return the status of the file (``self.members`` holds each
+        member's record and status)."""
+        done = list(state["finished_chunks"]) if state else []
+        wall = state["finished_wall_s"] if state else 0.0
+        resumed = len(done)  # the chunk the state's chunk_state belongs to
+        every = self.run["training"]["log_every_seconds"]
+        for c in range(len(done), len(self.chunks)):
+            log.info("chunk %d/%d: seeds %d..%d", c + 1, len(self.chunks), self.chunks[c][0], self.chunks[c][-1])
+            members = Members(self.run, self.chunks[c], self.device, self.train, self.test, self.n_classes)
+            saver = None if checkpoint is None else _ChunkCheckpoint(checkpoint, done, wall)
+            chunk_state = state["chunk_state"] if state and c == resumed else None
+            seconds = members.fit(chunk_state, saver, every)
+            wall += seconds
+            done.append({
+                "records": [r.state_dict() for r in members.recorders],
+                "status": members.status,
+                "noise_seconds": members.noise_seconds,
+                "layers": members.layer_names,
+            })  # fmt: skip
+        self.finished = done
+        return self._status(wall)
+
+    def _status(self, wall: float) -> dict:
+        t = self.timeline
+        noise = sum(c["noise_seconds"] for c in self.finished)
+        train_time = wall - noise
+        updates = sum(
+            (t.n_updates if s["status"] == "completed" else s["diverged_update"]) for c in self.finished for s in c["status"]
+        )
+        outcomes = [s for c in self.finished for s in c["status"]]
+        diverged = sum(s["status"] == "diverged" for s in outcomes)
+        return {
+            "status": "diverged" if diverged else "completed",  # per member: member_status
+            "members_diverged": diverged,
+            "steps_per_second": updates / len(self.seeds) / train_time if train_time > 0 else math.nan,
+            "member_updates_per_second": updates / train_time if train_time > 0 else math.nan,
+            "wall_time_s": wall,
+            "noise_measurement_time_s": noise,
+            "device": describe_device(self.device),
+            "total_steps": t.n_steps,
+            "total_updates": t.n_updates,
+            "channels_last": 0,
+            "steps_per_epoch": t.steps_per_epoch,
+            "torch_version": torch.__version__,
+            "ensemble_chunk": self.chunk,
+        }
+
+    def dataset(self, status: dict):
+        """The ensemble's run file (``engine.combine.ensemble_dataset``)."""
+        members = []
+        for chunk, seeds in zip(self.finished, self.chunks):
+            for seed, records, outcome in zip(seeds, chunk["records"], chunk["status"]):
+                members.append(
+                    run_dataset(records["records"], chunk["layers"], member_run(self.run, seed), {**status, **outcome},
+                                records["noise_records"])  # fmt: skip
+                )
+        return ensemble_dataset(members, self.run, status)
+
+
+class _ChunkCheckpoint:
+    """The job's checkpointing for one chunk: its state saved with the finished chunks'."""
+
+    def __init__(self, checkpoint, finished: list, finished_wall: float):
+        self.checkpoint, self.finished, self.finished_wall = checkpoint, finished, finished_wall
+
+    def due(self, done: int) -> bool:
+        return self.checkpoint.due(done)
+
+    def save(self, state: dict) -> None:
+        self.checkpoint.save({
+            "next_update": state["next_update"],
+            "elapsed_s": self.finished_wall + state["elapsed_s"],
+            "finished_chunks": self.finished,
+            "finished_wall_s": self.finished_wall,
+            "chunk_state": state,
+        })  # fmt: skip
