@@ -19,7 +19,8 @@ KEYS = [
     "train_speedup_vs_reference_preresnet32",
     "augmentation_speedup_vs_reference",
     "svag_step_time_ratio",
-    "packed_speedup_vs_sequential",
+    "ensemble_speedup_vs_separate_jobs",
+    "ensemble_speedup_vs_separate_jobs_demo_mlp",
     "dryrun_paper_seconds",
 ]
 
@@ -42,6 +43,7 @@ def test_quick_bench_writes_every_key(tmp_path):
     for key in KEYS:
         assert math.isfinite(r[key]) and r[key] > 0, key
     assert r["dryrun_paper_jobs"] > 100  # the paper grid, not an empty DAG
+    assert set(r["ensemble_speedup_vs_sequential"]) == {"K=8"} and r["job_startup_seconds"]["after"] > 0
     assert r["device"].startswith("cpu") or r["cuda"]["variants"]
     # both references timed on the same model; ours in both layouts for the conv net
     assert {"ours", "reference_0w"} <= set(r["train_demo"]["images_per_second"])

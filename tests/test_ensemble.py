@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from test_resume import Crash, crash_after_saves, load
 
 from conftest import resolve, tiny_config
 from lrdynamics.config import ConfigError
@@ -28,7 +29,6 @@ from lrdynamics.engine.models import weight_layers
 from lrdynamics.engine.runfile import check_contract, ensemble_members, is_ensemble, open_runs
 from lrdynamics.engine.trainer import Trainer
 from lrdynamics.studies.intrinsic_lr.equilibrium import equilibrium_analysis
-from test_resume import Crash, crash_after_saves, load
 
 # 600 synthetic images, B = 50: 12 updates per epoch; 5 epochs = 60 updates (>= 50).
 BASE = {
@@ -52,7 +52,7 @@ def fit_members(run: dict) -> Members:
     """The members trained in this process (their final weights kept)."""
     trainer = EnsembleTrainer(run, threads=1)
     members = Members(run, trainer.seeds, trainer.device, trainer.train, trainer.test, trainer.n_classes)
-    members.fit(None, None, 30.0)
+    members.train_loop(None, None)
     return members
 
 
@@ -69,7 +69,8 @@ def member_gaps(run: dict) -> list[tuple[float, float]]:
         single = Trainer(member_run(run, seed), threads=1)
         single.fit()
         weights = max(
-            relative_gap(members.params[name][k].detach(), p.detach()) for name, p in weight_layers(single.model).items()
+            relative_gap(members.params[name][k].detach(), p.detach())
+            for name, p in weight_layers(single.model).items()
         )
         logits = relative_gap(members.recorders[k].rows["test_logits"][-1], single.recorder.rows["test_logits"][-1])
         assert members.timeline.n_updates >= 50 and len(single.recorder.rows["step"]) >= 2
@@ -129,7 +130,7 @@ def test_a_diverging_member_is_recorded_diverged_and_the_others_go_on(synth_data
                 first_layer[1].fill_(math.nan)
 
     members.optimizer.step = step
-    members.fit(None, None, 30.0)
+    members.train_loop(None, None)
     assert [s["status"] for s in members.status] == ["completed", "diverged", "completed"]
     assert members.status[1]["diverged_update"] == 29 and members.status[1]["diverged_step"] == 29
     assert members.recorders[1].rows["step"] == [0]  # a single run records the steps <= 29 only
@@ -138,7 +139,9 @@ def test_a_diverging_member_is_recorded_diverged_and_the_others_go_on(synth_data
     for k in (0, 2):
         single = Trainer(member_run(run, members.seeds[k]), threads=1)
         single.fit()
-        assert relative_gap(members.recorders[k].rows["test_logits"][-1], single.recorder.rows["test_logits"][-1]) < 1e-9
+        assert (
+            relative_gap(members.recorders[k].rows["test_logits"][-1], single.recorder.rows["test_logits"][-1]) < 1e-9
+        )
 
 
 def test_all_members_diverging_writes_a_diverged_file_split_like_single_runs(synth_data_dir, tmp_path):
@@ -209,8 +212,9 @@ def test_an_ensemble_file_reads_like_the_runs_of_a_seed_grid(synth_data_dir, tmp
         assert [len(v) for v in runs.values()] == [3, 3]
         results[layout] = (
             experiment_dataset(runs["hist_a"]),
-            equilibrium_analysis(runs["hist_a"] + runs["hist_b"], [], [], metric="total_effective_lr", tolerance=0.1,
-                                 final_fraction=0.25),  # fmt: skip
+            equilibrium_analysis(
+                runs["hist_a"] + runs["hist_b"], [], [], metric="total_effective_lr", tolerance=0.1, final_fraction=0.25
+            ),  # fmt: skip
         )
     for ens, sep in zip(results["ensemble"], results["separate"]):
         assert dict(ens.sizes) == dict(sep.sizes), (dict(ens.sizes), dict(sep.sizes))
@@ -263,3 +267,44 @@ def test_ensembles_that_would_repeat_a_seed_are_refused(synth_data_dir):
         resolve(bad_chunk)
     with pytest.raises(ConfigError, match="ensemble"):
         resolve(tiny_config(synth_data_dir, training={"ensemble": 0}))
+
+
+def test_command_line_takes_the_ensemble_key(synth_data_dir, tmp_path):
+    """``python -m lrdynamics.train`` trains a run config with training.ensemble into one
+    ensemble file; the same config without the key gives today's single run file."""
+    import subprocess
+    import sys
+
+    run = ensemble_run(synth_data_dir, training={"ensemble": 2, "epochs": 1, "dtype": "float32"})
+    for k in (2, 1):
+        cfg = tmp_path / f"run{k}.json"
+        run["training"]["ensemble"] = k
+        cfg.write_text(json.dumps(run))
+        out = tmp_path / f"cli{k}.nc"
+        proc = subprocess.run([sys.executable, "-m", "lrdynamics.train", str(cfg), str(out), "--threads", "1"],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        ds = load(out)
+        assert is_ensemble(ds) == (k == 2)
+        assert ("ensemble" in json.loads(ds.attrs["config_json"])["training"]) == (k == 2)
+
+
+def test_automatic_chunks_fit_half_the_free_memory(synth_data_dir, monkeypatch):
+    """ensemble_chunk null: as many members as half the free memory holds (estimated)."""
+    from lrdynamics.engine import ensemble
+
+    run = ensemble_run(synth_data_dir, training={"ensemble": 5})
+    per_member = {}
+    original = ensemble.estimated_member_bytes
+
+    def estimate(*args):
+        per_member["bytes"] = original(*args)
+        return per_member["bytes"]
+
+    monkeypatch.setattr(ensemble, "estimated_member_bytes", estimate)
+    monkeypatch.setattr(ensemble, "free_memory_bytes", lambda device: 4 * per_member["bytes"] + 1)
+    trainer = EnsembleTrainer(run, threads=1)
+    assert trainer.chunk == 2 and [len(c) for c in trainer.chunks] == [2, 2, 1]
+    assert 1e3 < per_member["bytes"] < 1e8
+    monkeypatch.setattr(ensemble, "free_memory_bytes", lambda device: 0)
+    assert EnsembleTrainer(run, threads=1).chunk == 1  # never less than one member

@@ -213,3 +213,27 @@ def test_experiment_dataset_holds_the_whole_grid_with_diverged_and_missing_runs(
     other.attrs["experiment"] = "another"
     with pytest.raises(ValueError, match="several experiments"):
         experiment_dataset([other, datasets[1]])
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_optimizer_step_is_the_optimizers_step_without_dynamo(name):
+    """engine.optimizers.optimizer_step: the same update, bit for bit, as optimizer.step()."""
+    from lrdynamics.engine.optimizers import optimizer_step
+
+    nets = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.BatchNorm1d(16), torch.nn.Linear(16, 3))
+        params = list(net.parameters())
+        opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4) if name == "sgd" else torch.optim.Adam(
+            params, lr=1e-2, weight_decay=5e-4)  # fmt: skip
+        nets.append((net, opt))
+    x, y = torch.randn(32, 8, generator=torch.Generator().manual_seed(1)), torch.arange(32) % 3
+    for _ in range(5):
+        for i, (net, opt) in enumerate(nets):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            opt.step() if i == 0 else optimizer_step(opt)
+    for a, b in zip(nets[0][0].parameters(), nets[1][0].parameters()):
+        assert torch.equal(a, b)
+    assert torch.is_grad_enabled()

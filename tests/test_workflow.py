@@ -88,7 +88,9 @@ def test_demo_chain_end_to_end(tmp_path, data):
             assert adaptive.final_test_accuracy.notnull().all() and (adaptive.gradient_noise_trace > 0).any()
             assert float(adaptive.learning_rate.sel(optimizer="adam", scaling_rule="sqrt", kappa=4.0)) == 2.0e-3
         with xr.open_dataset(tmp_path / "results" / "analysis" / "equilibrium.nc") as eq:
-            assert list(eq.schedule.values) == ["hist_a", "hist_b"] and eq.sizes["run_id"] == 8
+            # hist_a: one ensemble file of 2 seeds; hist_b: 2 seed runs; scaling: 4 ensembles of 2
+            assert list(eq.schedule.values) == ["hist_a", "hist_b"] and eq.sizes["run_id"] == 12
+            assert sorted(p.name for p in (tmp_path / "results" / "runs" / "hist_a").glob("*.nc")) == ["run.nc"]
             assert list(eq.intrinsic_lr.values) == pytest.approx([0.01, 0.04])
         with xr.open_dataset(tmp_path / "results" / "analysis" / "lsr.nc") as lsr:
             assert list(lsr.batch_size.values) == [25, 100]

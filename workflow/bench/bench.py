@@ -23,8 +23,8 @@ Sections (B = 128, SGD lr 0.1, momentum 0.9, WD 5e-4, crop with padding 4 and fl
   iterating the reference ``DataLoader`` (0 workers) with no training, images/s.
 - svag: ``Trainer.update`` with ``optimizer.svag`` l = 4 against l = 1 (momentum 0),
   time per update (each SVAG update draws and processes two batches).
-- packing: K in {4, 8} demo MLPs trained packed (batched matmuls, or torch.func.vmap)
-  against one after another (``bench_packed_seeds.py``), model-steps/s.
+- ensembles: seed ensembles (``training.ensemble``) against separate jobs and against one
+  model after another, and a job's start-up (``bench_ensemble.py``).
 - dryrun: ``snakemake -n --configfile config/paper.yaml``: seconds and job count.
 - cuda (only on a CUDA device): PreResNet32 at B = 128, time per epoch (391 updates)
   and achieved FLOP/s as a fraction of the device's peak, eager vs ``torch.compile`` vs
@@ -58,7 +58,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_packed_seeds  # noqa: E402
+import bench_ensemble  # noqa: E402
 from benchmarking import ForeignLoad  # noqa: E402
 
 from lrdynamics.config import load_config  # noqa: E402
@@ -446,12 +446,8 @@ def main(argv=None) -> int:
         del pr, ref
 
         # --- packing, dry run, CUDA ----------------------------------------------------------
-        packing = {}
-        with ForeignLoad() as fl:
-            for k in (4,) if args.quick else (4, 8):
-                packing[f"K={k}"] = bench_packed_seeds.bench(k, args.threads, n_small, R, 2, use_vmap=True)
-        results["packing"] = {"model_steps_per_second": packing, "other_processes_cores": fl.cores}
-        print("  packing: done", flush=True)
+        results["ensembles"] = bench_ensemble.bench_ensembles(Path(args.data_dir), tmp / "ensembles", args.quick,
+                                                              device.type)  # fmt: skip
         results["dryrun"] = dryrun_paper(1 if args.quick else 3)
         print("  dry run: done", flush=True)
         results["cuda"] = (
@@ -460,24 +456,15 @@ def main(argv=None) -> int:
             else {"measured": False, "why": "no CUDA device here; the code path runs when one is present"}
         )
 
-    # Per-repeat ratios packed/sequential (interleaved within each repeat).
-    results["packing"]["speedup_vs_sequential"] = {
-        f"{k} {p}": summary([a / b for a, b in zip(v[p], v["seq"])])
-        for k, v in packing.items()
-        for p in v
-        if p != "seq"
-    }
-    best_packed = max((s["median"], k) for k, s in results["packing"]["speedup_vs_sequential"].items())
     results.update(
         train_speedup_vs_reference=results["train_demo"]["speedup"]["median"],
         train_speedup_vs_reference_preresnet32=results["train_preresnet32"]["speedup"]["median"],
         augmentation_speedup_vs_reference=results["augmentation"]["speedup"]["median"],
         svag_step_time_ratio=results["svag"]["ratio"]["median"],
-        packed_speedup_vs_sequential=best_packed[0],
-        packed_best_variant=best_packed[1],
-        # The engine trains one model per process (several per GPU via jobs_per_gpu); packing
-        # would pay only where it is clearly faster: all its repeats above 1.05x.
-        packing_pays_here=results["packing"]["speedup_vs_sequential"][best_packed[1]]["min"] > 1.05,
+        ensemble_speedup_vs_separate_jobs=results["ensembles"]["function_space"]["speedup"],
+        ensemble_speedup_vs_separate_jobs_demo_mlp=results["ensembles"]["demo_mlp"]["speedup"],
+        ensemble_speedup_vs_sequential={k: v["median"] for k, v in results["ensembles"]["vs_sequential"].items()},
+        job_startup_seconds=results["ensembles"]["startup"],
         dryrun_paper_seconds=results["dryrun"]["seconds"]["median"],
         dryrun_paper_jobs=results["dryrun"]["jobs"],
         total_seconds=time.perf_counter() - t_start,
@@ -511,11 +498,23 @@ def print_table(r: dict) -> None:
     for variant, sec in s["seconds_per_update"].items():
         rows.append((f"update, demo MLP, SVAG {variant}", f"{_fmt(sec, 1e3, 2)} ms"))
     rows.append(("SVAG l=4 / plain update", _fmt(s["ratio"], digits=2) + "x"))
-    for k, v in r["packing"]["model_steps_per_second"].items():
-        for variant, steps in v.items():
-            rows.append((f"packing {k} demo MLPs: {variant}", f"{_fmt(summary(steps))} model-steps/s"))
-    for k, ratio_k in r["packing"]["speedup_vs_sequential"].items():
-        rows.append((f"packed / sequential, {k}", _fmt(ratio_k, digits=2) + "x"))
+    e = r["ensembles"]
+    for key, label in (("function_space", "function-space run"), ("demo_mlp", "demo MLP")):
+        v = e[key]
+        rows.append((f"ensemble of {v['members']}, {label}: one job / {v['members']} jobs",
+                     f"{v['ensemble_job']['wall_s']:.1f} s / {v['separate_total_s_scaled']:.0f} s (scaled from "
+                     f"{v['separate_jobs_timed']}): {v['speedup']:.1f}x"))  # fmt: skip
+        rows.append((f"  one job of {label}: start-up + training", f"{v['separate_job']['startup_s']:.2f} s + "
+                     f"{v['separate_job']['training_s']:.2f} s"))  # fmt: skip
+    for k, v in e["vs_sequential"].items():
+        rows.append((f"ensemble {k} / sequential, update loop", f"{_fmt(v, digits=2)}x"))
+    rows.append(("job start-up, before / after skipping torch._dynamo",
+                 f"{e['startup']['before']:.2f} / {e['startup']['after']:.2f} s"))  # fmt: skip
+    for model, sizes in e.get("cuda", {}).items():
+        for k, v in sizes.items():
+            rows.append((f"cuda {model} ensemble {k}", f"{v['member_steps_per_second']:.0f} member-steps/s vs "
+                         f"{v['one_model_steps_per_second']:.0f} (one model), utilization "
+                         f"{v['device_utilization_percent']}%"))  # fmt: skip
     dry = r["dryrun"]
     rows.append(("snakemake -n, paper config", f"{_fmt(dry['seconds'], digits=1)} s, {dry['jobs']} jobs"))
     if r["cuda"].get("measured", True):
@@ -534,8 +533,8 @@ def print_table(r: dict) -> None:
     print(
         f"\ntrain_speedup_vs_reference {r['train_speedup_vs_reference']:.2f} (target >= 3), augmentation "
         f"{r['augmentation_speedup_vs_reference']:.1f} (>= 10), svag {r['svag_step_time_ratio']:.2f} (<= 2.0), "
-        f"packing {r['packed_speedup_vs_sequential']:.2f} ({r['packed_best_variant']}; pays here: "
-        f"{r['packing_pays_here']})"
+        f"ensemble_speedup_vs_separate_jobs {r['ensemble_speedup_vs_separate_jobs']:.1f} (>= 10; demo MLP "
+        f"{r['ensemble_speedup_vs_separate_jobs_demo_mlp']:.1f})"
     )
     loads = [r[k].get("other_processes_cores") for k in ("train_demo", "augmentation", "svag", "train_preresnet32")]
     if any(v is not None and v > 0.1 for v in loads):

@@ -3,7 +3,9 @@
     python -m lrdynamics.train RUN_CONFIG.json OUT.nc
 
 RUN_CONFIG is a resolved run config: the JSON in any run file's ``config_json`` (an SGD
-run of ``experiments`` or a full-batch GD run of ``gd_experiments``). A run stopped by a
+run of ``experiments`` or a full-batch GD run of ``gd_experiments``); with
+``training.ensemble: K`` it trains the K seeds ``seed`` .. ``seed+K-1`` in one job, into one
+file. A run stopped by a
 signal saves its resume state and exits with 128 + the signal number; the same command
 continues it.
 """
@@ -15,7 +17,7 @@ import json
 import logging
 
 from lrdynamics.config import deep_merge, schema_defaults
-from lrdynamics.engine.contract import run_schema
+from lrdynamics.engine.contract import drop_ensemble_of_one, run_schema
 from lrdynamics.engine.job import Interrupted, train
 from lrdynamics.engine.logs import setup_logging
 
@@ -52,7 +54,7 @@ def main(argv=None) -> int:
             "use the config_json attribute of a run file"
         )
     # The config_json of a run file written before a key existed lacks it: the default is used.
-    run = deep_merge(schema_defaults({"$ref": f"#/$defs/{schema}"}), run)
+    run = drop_ensemble_of_one(deep_merge(schema_defaults({"$ref": f"#/$defs/{schema}"}), run))
     try:
         train(run, args.out, args.threads, None, args.checkpoint_every_updates, args.checkpoint_every_seconds)
     except Interrupted as stop:

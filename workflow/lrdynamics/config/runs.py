@@ -32,8 +32,8 @@ from lrdynamics.config.schema import (
     schema_defaults,
     validate,
 )
-from lrdynamics.engine.adaptive import DEFAULT_BETA1, is_adaptive, sqrt_scaling_rule
 from lrdynamics.engine import contract
+from lrdynamics.engine.adaptive import DEFAULT_BETA1, is_adaptive, sqrt_scaling_rule
 from lrdynamics.engine.contract import GD_KIND, RESERVED_NAMES
 from lrdynamics.engine.facts import ARCHITECTURES
 
@@ -134,10 +134,8 @@ def _grid_runs(config: dict, section: str, name: str, base: dict, run_def: str, 
         runs[run_name] = run
     if run_def == "run":
         _check_ensembles(runs, f"{section}.{name}", aliases)
-        for run in runs.values():
-            if run["training"]["ensemble"] == 1:  # K = 1: today's run, with today's config_json
-                for key in contract.ENSEMBLE_KEYS:
-                    del run["training"][key]
+        for run in runs.values():  # K = 1: today's run, with today's config_json
+            contract.drop_ensemble_of_one(run)
     return runs
 
 

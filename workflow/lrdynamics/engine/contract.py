@@ -105,8 +105,11 @@ RUN_DIMS = ("step", "layer", "sample", "class", "noise_step", "sharpness_step", 
 MEMBER_VARIABLES = {
     "member_status": ("status of each member: completed or diverged", "1", "status"),
     "member_diverged_step": ("effective step at which each member diverged (-1: it did not)", "1", "diverged_step"),
-    "member_diverged_update": ("optimizer update at which each member diverged (-1: it did not)", "1",
-                               "diverged_update"),  # fmt: skip
+    "member_diverged_update": (
+        "optimizer update at which each member diverged (-1: it did not)",
+        "1",
+        "diverged_update",
+    ),  # fmt: skip
 }
 # Attributes of an ensemble file that no single run has.
 ENSEMBLE_ATTRS = ("ensemble_size", "ensemble_chunk", "member_updates_per_second", "members_diverged")
@@ -115,8 +118,16 @@ ENSEMBLE_ATTRS = ("ensemble_size", "ensemble_chunk", "member_updates_per_second"
 # Names a run file uses for its own dimensions, coordinates and variables: a grid alias
 # equal to one of them is spelled out in full instead (lrdynamics.config.runs.grid_aliases).
 RESERVED_NAMES = frozenset(
-    [*VARIABLES, *OPTIONAL_VARIABLES, *NOISE_VARIABLES, *COORDINATES, *GD_VARIABLES, *GD_COORDINATES, *RUN_DIMS,
-     *MEMBER_VARIABLES]  # fmt: skip
+    [
+        *VARIABLES,
+        *OPTIONAL_VARIABLES,
+        *NOISE_VARIABLES,
+        *COORDINATES,
+        *GD_VARIABLES,
+        *GD_COORDINATES,
+        *RUN_DIMS,
+        *MEMBER_VARIABLES,
+    ]  # fmt: skip
 )
 
 
@@ -147,6 +158,14 @@ def ensemble_size(run: dict) -> int:
     """K of a resolved run. A run of one seed has no ensemble keys at all (the config drops
     them at K = 1, so that their introduction changed no run's config_json or name)."""
     return run["training"].get("ensemble", 1)
+
+
+def drop_ensemble_of_one(run: dict) -> dict:
+    """The run without ensemble keys when K = 1 (the form of a run of one seed)."""
+    if "training" in run and run["training"].get("ensemble", 1) == 1:
+        for key in ENSEMBLE_KEYS:
+            run["training"].pop(key, None)
+    return run
 
 
 def member_seeds(run: dict) -> list[int]:

@@ -41,17 +41,24 @@ from torch.func import functional_call, stack_module_state
 
 from lrdynamics.engine.adaptive import is_adaptive
 from lrdynamics.engine.batches import BatchStream, seeded_generator
+from lrdynamics.engine.combine import ensemble_dataset
 from lrdynamics.engine.contract import ensemble_size, member_run, member_seeds
 from lrdynamics.engine.devices import DTYPES, describe_device, resolve_device, set_float32_precision
 from lrdynamics.engine.gradient_noise import NoiseMeter, noise_batches
-from lrdynamics.engine.logs import Progress
 from lrdynamics.engine.models import kept_normalization_statistics, weight_layers
-from lrdynamics.engine.optimizers import build_optimizer, svag_loss
+from lrdynamics.engine.optimizers import build_optimizer, optimizer_step, svag_loss
 from lrdynamics.engine.recording import Recorder
-from lrdynamics.engine.combine import ensemble_dataset
 from lrdynamics.engine.runfile import run_dataset
 from lrdynamics.engine.schedules import build_schedule
-from lrdynamics.engine.trainer import NOISE_SEED, STREAM_SEEDS, TimeLine, device_splits, initial_model
+from lrdynamics.engine.trainer import (
+    NOISE_SEED,
+    STREAM_SEEDS,
+    TimeLine,
+    UpdateLoop,
+    UpdateWindow,
+    device_splits,
+    initial_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +118,7 @@ class StackedAdam:
     def step(self, lrs: list[float], wds: list[float]) -> None:
         for group in self.optimizer.param_groups:
             group["lr"], group["weight_decay"] = lrs[0], wds[0]
-        self.optimizer.step()
+        optimizer_step(self.optimizer)
 
     def state_dict(self) -> dict:
         return self.optimizer.state_dict()
@@ -162,55 +169,30 @@ class MemberScales:
         self.log2, self.initial_norm = list(state["log2_scale"]), list(state["initial_norm"])
 
 
-class MemberWindow:
+class MemberWindow(UpdateWindow):
     """``trainer.UpdateWindow`` with a leading member dimension: per member, the summed
     minibatch losses and angles since the last evaluation, and its first non-finite update."""
 
-    KEYS = ("window_sum", "angle_sum", "window_n", "first_bad", "direction")
-
-    def __init__(self, device, weights: torch.Tensor):
-        k = weights.shape[0]
-        self.window_sum = torch.zeros(k, dtype=torch.float64, device=device)
-        self.angle_sum = torch.zeros(k, dtype=torch.float64, device=device)
-        self.window_n = 0
-        self.first_bad = torch.full((k,), -1, dtype=torch.int64, device=device)
-        self.direction = self._unit(weights)
-
     @staticmethod
-    def _unit(weights: torch.Tensor) -> torch.Tensor:
+    def _direction(weights: torch.Tensor) -> torch.Tensor:
         return weights / torch.linalg.vector_norm(weights, dim=1, keepdim=True)
 
-    def add(self, index: int, losses: torch.Tensor, weights: torch.Tensor) -> None:
-        direction = self._unit(weights)
-        chord = torch.linalg.vector_norm(self.direction - direction, dim=1)  # quantities.chord_angle per member
-        angle = 2.0 * torch.asin(torch.clamp(chord / 2.0, max=1.0))
-        self.angle_sum += angle
-        self.direction = direction
-        bad = ~torch.isfinite(losses) | ~torch.isfinite(angle)
-        self.first_bad = torch.where(bad & (self.first_bad < 0), index, self.first_bad)
-        self.window_sum += losses
-        self.window_n += 1
+    @staticmethod
+    def _angle(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # quantities.chord_angle per member
+        return 2.0 * torch.asin(torch.clamp(torch.linalg.vector_norm(u - v, dim=1) / 2.0, max=1.0))
 
     def close(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each member's mean loss and angle per update since the last call, then reset."""
         n = self.window_n
-        if n:
-            means = ((self.window_sum / n).cpu().numpy(), (self.angle_sum / n).cpu().numpy())
-        else:
-            means = (np.full(len(self.window_sum), math.nan),) * 2
+        means = tuple((t / n if n else torch.full_like(t, math.nan)).cpu().numpy() for t in (self.window_sum,
+                      self.angle_sum))  # fmt: skip
         self.window_sum.zero_()
         self.angle_sum.zero_()
         self.window_n = 0
         return means
 
-    def state_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.KEYS}
 
-    def load_state_dict(self, state: dict) -> None:
-        for k in self.KEYS:
-            setattr(self, k, state[k])
-
-
-class Members:
+class Members(UpdateLoop):
     """Some members of an ensemble, trained at once: their stacked state, one vectorized
     update, and each member's streams, scale, record and status."""
 
@@ -246,8 +228,15 @@ class Members:
         self.noise = []
         if t.noise_steps:
             self.noise = [
-                NoiseMeter(train, B, crop, flip, seeded_generator(device, seed + NOISE_SEED),
-                           noise_batches(B, gn["batches"]), gn["threshold_c"])  # fmt: skip
+                NoiseMeter(
+                    train,
+                    B,
+                    crop,
+                    flip,
+                    seeded_generator(device, seed + NOISE_SEED),
+                    noise_batches(B, gn["batches"]),
+                    gn["threshold_c"],
+                )  # fmt: skip
                 for seed in seeds
             ]
         self.trainable = [p for p in self.params.values() if p.requires_grad]
@@ -262,18 +251,30 @@ class Members:
         scratch_layers = weight_layers(self.model)
         self.recorders = [Recorder(run["evaluation"], opt["momentum"], scratch_layers, train, test) for _ in seeds]
         self.status = [{"status": "completed", "diverged_step": -1, "diverged_update": -1} for _ in seeds]
-        self._loss = torch.vmap(self._member_loss, randomness="error")
+        self._vmapped = torch.vmap(self._member_output, randomness="error")
 
     # --- the vectorized update ---------------------------------------------------------------
 
-    def _member_loss(self, params, buffers, *batches):
+    def _member_output(self, params, buffers, *batches):
+        """Under vmap: one member's logits (SGD) or SVAG loss."""
+
         def forward(x):
             return functional_call(self.model, (params, buffers), (x,))
 
         if self.svag == 1:
-            x, y = batches
-            return F.cross_entropy(forward(x), y)
+            return forward(batches[0])
         return svag_loss(self.model, *batches, self.timeline.updates_per_step, forward=forward)
+
+    def _losses(self, batches: list[torch.Tensor]) -> torch.Tensor:
+        """Each member's minibatch loss, (K,). SGD's cross-entropy is taken outside vmap, on
+        all members' logits at once (under vmap it runs torch's Python decomposition, and its
+        first call imports half a second of modules)."""
+        out = self._vmapped(self.params, self.buffers, *batches)
+        if self.svag > 1:
+            return out
+        y = batches[1]
+        per_example = F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none")
+        return per_example.view(y.shape).mean(1)
 
     def _batches(self, streams: list[BatchStream]) -> tuple[torch.Tensor, torch.Tensor]:
         """The next batch of every member's stream, stacked: (K, B, ...) images, (K, B) labels."""
@@ -295,7 +296,7 @@ class Members:
             self.scale.rescale(self.optimizer)
         batches = [t for streams in self.streams for t in self._batches(streams)]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            losses = self._loss(self.params, self.buffers, *batches)
+            losses = self._losses(batches)
         self.optimizer.zero_grad()
         losses.sum().backward()  # member k's slice of the gradient is member k's own gradient
         lr, wd = float(self.schedule.lr[index]), float(self.schedule.wd[index])
@@ -325,13 +326,18 @@ class Members:
     def alive(self) -> list[int]:
         return [k for k, s in enumerate(self.status) if s["status"] == "completed"]
 
-    def check_divergence(self) -> None:
-        """Mark the members whose loss or weights have become non-finite (one device sync)."""
+    def stop_diverged(self) -> bool:
+        """Mark the members whose loss or weights have become non-finite (one device sync);
+        True when none is left."""
         m = self.timeline.updates_per_step
         for k, bad in enumerate(self.window.first_bad.tolist()):
             if bad >= 0 and self.status[k]["status"] == "completed":
                 self.status[k] = {"status": "diverged", "diverged_step": bad // m, "diverged_update": bad}
                 log.warning("member seed %d: non-finite at update %d, marked diverged", self.seeds[k], bad)
+        if self.alive():
+            return False
+        log.warning("every member diverged: training stops")
+        return True
 
     def evaluate(self, step: int, before: dict | None = None, grad_norms=None) -> None:
         t = self.timeline
@@ -402,40 +408,9 @@ class Members:
 
     # --- the loop --------------------------------------------------------------------------------
 
-    def fit(self, state: dict | None, checkpoint, every_seconds: float) -> float:
-        """``Trainer.fit`` for these members; returns the wall time."""
-        t, m = self.timeline, self.timeline.updates_per_step
-        if state is not None:
-            first = self.load_state_dict(state)
-            clock = Progress("update", t.n_updates, first, state["elapsed_s"], every_seconds)
-        else:
-            first, clock = 0, Progress("update", t.n_updates, 0, 0.0, every_seconds)
-            self.start_updates()
-            self.evaluate(0)
-            if 0 in t.noise_steps:
-                self.measure_noise(0)
-        for index in range(first, t.n_updates):
-            done, step = index + 1, (index + 1) // m
-            at_step = done % m == 0
-            measure = at_step and step in t.eval_steps
-            losses, before, grad_norms = self.update(index, measure)
-            clock.tick()
-            if measure or clock.log_due():
-                self.check_divergence()
-                if not self.alive():
-                    log.warning("every member diverged: training stops")
-                    break
-            if measure:
-                self.evaluate(step, before, grad_norms)
-            if at_step and step in t.noise_steps:
-                self.measure_noise(step)
-            if clock.log_due() or done == t.n_updates:
-                alive = self.alive()
-                clock.log(done, f"(epoch {done / m / t.steps_per_epoch:.2f})  {len(alive)}/{len(self.seeds)} members "
-                                f"alive, mean minibatch loss {float(losses[alive].mean()):.4f}")  # fmt: skip
-            if checkpoint is not None and done < t.n_updates and checkpoint.due(done):
-                checkpoint.save(self.state_dict(done, clock.elapsed()))
-        return clock.elapsed()
+    def progress_text(self, losses: torch.Tensor) -> str:
+        alive = self.alive()
+        return f"{len(alive)}/{len(self.seeds)} members alive, mean minibatch loss {float(losses[alive].mean()):.4f}"
 
 
 def estimated_member_bytes(run: dict, model: torch.nn.Module, train) -> int:
@@ -461,16 +436,38 @@ def estimated_member_bytes(run: dict, model: torch.nn.Module, train) -> int:
     return int((n_params * (1 + states) + 2 * sum(outputs) * scale) * bytes_per)
 
 
+# The memory limit of the job's control group (SLURM confines a job's memory there), cgroup
+# v2 and v1: (limit file, usage file).
+CGROUP_MEMORY = (
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+)
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        text = Path(path).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # "max": no limit
+
+
 def free_memory_bytes(device) -> int:
-    """Free memory of the device: CUDA's free memory, or the host's available memory."""
+    """Free memory for the job: CUDA's free memory on a GPU; on the CPU the host's available
+    memory, or what is left of the job's cgroup limit (a SLURM allocation) when smaller."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
     try:
         with open("/proc/meminfo") as f:
             info = dict(line.split(":", 1) for line in f)
-        return int(info["MemAvailable"].split()[0]) * 1024
+        free = int(info["MemAvailable"].split()[0]) * 1024
     except (OSError, KeyError, ValueError):
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+        free = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    for limit_file, usage_file in CGROUP_MEMORY:
+        limit, usage = _read_int(limit_file), _read_int(usage_file)
+        if limit is not None and usage is not None and limit < 2**60:
+            free = min(free, max(0, limit - usage))
+    return free
 
 
 class EnsembleTrainer:
@@ -514,13 +511,12 @@ class EnsembleTrainer:
         done = list(state["finished_chunks"]) if state else []
         wall = state["finished_wall_s"] if state else 0.0
         resumed = len(done)  # the chunk the state's chunk_state belongs to
-        every = self.run["training"]["log_every_seconds"]
         for c in range(len(done), len(self.chunks)):
             log.info("chunk %d/%d: seeds %d..%d", c + 1, len(self.chunks), self.chunks[c][0], self.chunks[c][-1])
             members = Members(self.run, self.chunks[c], self.device, self.train, self.test, self.n_classes)
             saver = None if checkpoint is None else _ChunkCheckpoint(checkpoint, done, wall)
             chunk_state = state["chunk_state"] if state and c == resumed else None
-            seconds = members.fit(chunk_state, saver, every)
+            seconds = members.train_loop(chunk_state, saver)
             wall += seconds
             done.append({
                 "records": [r.state_dict() for r in members.recorders],
@@ -536,7 +532,9 @@ class EnsembleTrainer:
         noise = sum(c["noise_seconds"] for c in self.finished)
         train_time = wall - noise
         updates = sum(
-            (t.n_updates if s["status"] == "completed" else s["diverged_update"]) for c in self.finished for s in c["status"]
+            (t.n_updates if s["status"] == "completed" else s["diverged_update"])
+            for c in self.finished
+            for s in c["status"]
         )
         outcomes = [s for c in self.finished for s in c["status"]]
         diverged = sum(s["status"] == "diverged" for s in outcomes)
@@ -562,8 +560,13 @@ class EnsembleTrainer:
         for chunk, seeds in zip(self.finished, self.chunks):
             for seed, records, outcome in zip(seeds, chunk["records"], chunk["status"]):
                 members.append(
-                    run_dataset(records["records"], chunk["layers"], member_run(self.run, seed), {**status, **outcome},
-                                records["noise_records"])  # fmt: skip
+                    run_dataset(
+                        records["records"],
+                        chunk["layers"],
+                        member_run(self.run, seed),
+                        {**status, **outcome},
+                        records["noise_records"],
+                    )  # fmt: skip
                 )
         return ensemble_dataset(members, self.run, status)
 

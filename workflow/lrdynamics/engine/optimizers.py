@@ -20,6 +20,7 @@ normalizes each of its batches (``per_batch_norm``).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 
 import torch
@@ -75,9 +76,41 @@ def svag_loss(model: nn.Module, x1, y1, x2, y2, l: int, forward=None) -> torch.T
     return c1 * F.cross_entropy(out[:n1], y1) + c2 * F.cross_entropy(out[n1:], y2)
 
 
+def skip_dynamo_import() -> None:
+    """Spare a job the import of ``torch._dynamo`` (1.5 s of its start-up on a 2-core CPU;
+    ``make bench``: ``job_startup_seconds``), with ``optimizer_step``.
+
+    torch.optim wraps some methods (``add_param_group``, ``state_dict``, ...) in
+    ``torch._disable_dynamo``, whose first call imports torch._dynamo only to mark the method
+    as one torch.compile must not trace, then caches the marked method on it. Nothing here is
+    compiled, so each such method is cached as itself: the same calls, without the import.
+    Where torch wraps them otherwise (another version) this does nothing.
+    """
+    wrapper_code = torch._compile._disable_dynamo(lambda: None).__code__
+    for cls in (torch.optim.Optimizer, torch.optim.SGD, torch.optim.Adam):
+        for attr in vars(cls).values():
+            fn = getattr(attr, "__wrapped__", None)
+            if fn is not None and getattr(attr, "__code__", None) is wrapper_code:
+                if getattr(fn, "__dynamo_disable", None) is None:
+                    setattr(fn, "__dynamo_disable", fn)
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.step()``: the optimizer's own step function under ``torch.no_grad``.
+
+    ``step`` is wrapped twice: for torch.compile (``_use_grad_for_differentiable``, which
+    imports torch._dynamo on every call for a graph break, a no-op outside compilation) and
+    for step hooks and the profiler (none here). The innermost function is the update
+    itself, so the result is the same, bit for bit (tests/test_train.py).
+    """
+    with torch.no_grad():
+        inspect.unwrap(type(optimizer).step)(optimizer)
+
+
 def build_optimizer(params, optimizer: dict, lr: float) -> torch.optim.Optimizer:
     """torch.optim.SGD, or torch.optim.Adam for adam/rmsprop with adaptive SVAG's betas and
     eps for l = optimizer.svag (LR and WD are set per update from the schedule)."""
+    skip_dynamo_import()
     if is_adaptive(optimizer):
         h = adaptive_svag_hyperparameters(
             lr, optimizer["beta1"], optimizer["beta2"], optimizer["eps"], optimizer["svag"]

@@ -217,7 +217,9 @@ def ensemble_members(ds: xr.Dataset) -> list[xr.Dataset]:
         if outcome["status"] == "diverged":  # the steps its own run would have recorded
             m = m.isel(step=m["updates_done"].values <= outcome["diverged_update"])
             if "noise_step" in m.dims:
-                m = m.isel(noise_step=m["noise_step"].values * m.attrs["updates_per_step"] <= outcome["diverged_update"])
+                m = m.isel(
+                    noise_step=m["noise_step"].values * m.attrs["updates_per_step"] <= outcome["diverged_update"]
+                )
         if "test_predictions" in m:
             m["test_predictions"] = m["test_predictions"].astype(np.int16)
         member = member_run(run, seed)

@@ -27,7 +27,7 @@ from lrdynamics.engine.devices import DTYPES, describe_device, resolve_device, s
 from lrdynamics.engine.gradient_noise import NoiseMeter, noise_batches
 from lrdynamics.engine.logs import Progress
 from lrdynamics.engine.models import build_model, weight_layers
-from lrdynamics.engine.optimizers import build_optimizer, svag_loss
+from lrdynamics.engine.optimizers import build_optimizer, optimizer_step, svag_loss
 from lrdynamics.engine.quantities import chord_angle, unit_direction
 from lrdynamics.engine.recording import Recorder
 from lrdynamics.engine.runfile import run_dataset
@@ -118,20 +118,22 @@ class UpdateWindow:
     weights became non-finite, and the weights' current direction."""
 
     KEYS = ("window_sum", "angle_sum", "window_n", "first_bad", "direction")
+    _direction, _angle = staticmethod(unit_direction), staticmethod(chord_angle)
 
     def __init__(self, device, weights: torch.Tensor):
-        self.window_sum = torch.zeros((), dtype=torch.float64, device=device)
-        self.angle_sum = torch.zeros((), dtype=torch.float64, device=device)  # per-update angles
+        shape = weights.shape[:-1]  # (): one run's flat weights; (K,): an ensemble's (ensemble.MemberWindow)
+        self.window_sum = torch.zeros(shape, dtype=torch.float64, device=device)
+        self.angle_sum = torch.zeros(shape, dtype=torch.float64, device=device)  # per-update angles
         self.window_n = 0
-        self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+        self.first_bad = torch.full(shape, -1, dtype=torch.int64, device=device)
         # The direction after one update is the one before the next: rescaling in between only
         # multiplies the weights by a power of two, which leaves their direction as is.
-        self.direction = unit_direction(weights)
+        self.direction = self._direction(weights)
 
     def add(self, index: int, loss: torch.Tensor, weights: torch.Tensor) -> None:
         """Update ``index`` gave ``loss`` and moved the weights to ``weights``."""
-        direction = unit_direction(weights)
-        angle = chord_angle(self.direction, direction)  # NaN once a weight is inf or NaN
+        direction = self._direction(weights)
+        angle = self._angle(self.direction, direction)  # NaN once a weight is inf or NaN
         self.angle_sum += angle
         self.direction = direction
         bad = ~torch.isfinite(loss) | ~torch.isfinite(angle)
@@ -178,7 +180,54 @@ def initial_model(spec: dict, training: dict, in_shape, n_classes: int, dtype) -
     return model
 
 
-class Trainer:
+class UpdateLoop:
+    """The update loop of a minibatch trainer (``Trainer``; ``engine.ensemble.Members``, the
+    members of an ensemble at once): updates, the divergence check at each evaluation and
+    progress line, evaluations, noise measurements, progress lines and resume states. The
+    trainer provides ``timeline``, ``run``, ``model``, ``update``, ``start_updates``,
+    ``evaluate``, ``measure_noise``, ``stop_diverged``, ``progress_text`` and the state."""
+
+    def train_loop(self, state: dict | None, checkpoint) -> float:
+        """Train from ``state`` (None: from the start) to the end or to divergence; return
+        the wall time of training (earlier segments of a resumed run included)."""
+        t, m = self.timeline, self.timeline.updates_per_step
+        first, clock = self._begin(state)
+        for index in range(first, t.n_updates):
+            done, step = index + 1, (index + 1) // m  # updates done; effective steps done
+            at_step = done % m == 0
+            measure = at_step and step in t.eval_steps
+            loss, before, grad_norm = self.update(index, measure)
+            clock.tick()
+            if (measure or clock.log_due()) and self.stop_diverged():
+                break
+            if measure:
+                self.evaluate(step, before, grad_norm)
+            if at_step and step in t.noise_steps:
+                self.measure_noise(step)
+            if clock.log_due() or done == t.n_updates:
+                clock.log(done, f"(epoch {done / m / t.steps_per_epoch:.2f})  {self.progress_text(loss)}")
+            if checkpoint is not None and done < t.n_updates and checkpoint.due(done):
+                checkpoint.save(self.state_dict(done, clock.elapsed()))
+        return clock.elapsed()
+
+    def _begin(self, state: dict | None) -> tuple[int, Progress]:
+        """The update to start at and the progress clock: a fresh run records step 0 (and
+        measures the noise there when due); a resumed one restores its state."""
+        t, every = self.timeline, self.run["training"]["log_every_seconds"]
+        self.model.train()
+        if state is not None:
+            first = self.load_state_dict(state)  # the on-device sums come from the state too
+            log.info("resumed at update %d/%d (%.0f s of training before)", first, t.n_updates, state["elapsed_s"])
+            return first, Progress("update", t.n_updates, first, state["elapsed_s"], every)
+        clock = Progress("update", t.n_updates, 0, 0.0, every)  # the run's wall time starts here
+        self.start_updates()
+        self.evaluate(0)
+        if 0 in t.noise_steps:
+            self.measure_noise(0)
+        return 0, clock
+
+
+class Trainer(UpdateLoop):
     """One minibatch run: its data, model, optimizer, schedule, weight scale and record."""
 
     def __init__(self, run: dict, threads: int | None = None, device: torch.device | None = None):
@@ -272,7 +321,7 @@ class Trainer:
             # True gradient: the stored weights are 2**-log2 times the true ones.
             norms = torch.stack([torch.linalg.vector_norm(g.double()) for g in grads])
             grad_norm = float(torch.linalg.vector_norm(norms)) * 2.0**-self.scale.log2
-        self.optimizer.step()
+        optimizer_step(self.optimizer)
         loss = loss.detach()
         self.window.add(index, loss, self._flat_weights())
         return loss, before, grad_norm
@@ -337,46 +386,22 @@ class Trainer:
         ``state``: a ``state_dict`` to continue from. ``checkpoint``: when to save the resume
         state, and a stop request from a signal (``engine.checkpoint.Checkpointing``).
         """
-        t, m = self.timeline, self.timeline.updates_per_step
-        first, clock = self._begin(state)
-        status = {"status": "completed", "diverged_step": -1, "diverged_update": -1}
-        for index in range(first, t.n_updates):
-            done, step = index + 1, (index + 1) // m  # updates done; effective steps done
-            at_step = done % m == 0
-            measure = at_step and step in t.eval_steps
-            loss, before, grad_norm = self.update(index, measure)
-            clock.tick()
-            if (measure or clock.log_due()) and int(self.window.first_bad) >= 0:
-                bad = int(self.window.first_bad)
-                status = {"status": "diverged", "diverged_step": bad // m, "diverged_update": bad}
-                log.warning("loss or weights became non-finite at update %d: run marked diverged", bad)
-                break
-            if measure:
-                self.evaluate(step, before, grad_norm)
-            if at_step and step in t.noise_steps:
-                self.measure_noise(step)
-            if clock.log_due() or done == t.n_updates:
-                clock.log(done, f"(epoch {done / m / t.steps_per_epoch:.2f})  minibatch loss {float(loss):.4f}  "
-                                f"test acc {self.recorder.rows['test_accuracy'][-1]:.4f}")  # fmt: skip
-            if checkpoint is not None and done < t.n_updates and checkpoint.due(done):
-                checkpoint.save(self.state_dict(done, clock.elapsed()))
-        return self._status(status, clock.elapsed())
+        self.outcome = {"status": "completed", "diverged_step": -1, "diverged_update": -1}
+        wall = self.train_loop(state, checkpoint)  # (stop_diverged sets the outcome)
+        return self._status(self.outcome, wall)
 
-    def _begin(self, state: dict | None) -> tuple[int, Progress]:
-        """The update to start at and the progress clock: a fresh run records step 0 (and
-        measures the noise there when due); a resumed one restores its state."""
-        t, every = self.timeline, self.run["training"]["log_every_seconds"]
-        self.model.train()
-        if state is not None:
-            first = self.load_state_dict(state)  # the on-device sums come from the state too
-            log.info("resumed at update %d/%d (%.0f s of training before)", first, t.n_updates, state["elapsed_s"])
-            return first, Progress("update", t.n_updates, first, state["elapsed_s"], every)
-        clock = Progress("update", t.n_updates, 0, 0.0, every)  # the run's wall time starts here
-        self.start_updates()
-        self.evaluate(0)
-        if 0 in t.noise_steps:
-            self.measure_noise(0)
-        return 0, clock
+    def stop_diverged(self) -> bool:
+        """At a check point: has the loss or a weight become non-finite? (one device sync)"""
+        bad = int(self.window.first_bad)
+        if bad < 0:
+            return False
+        m = self.timeline.updates_per_step
+        self.outcome = {"status": "diverged", "diverged_step": bad // m, "diverged_update": bad}
+        log.warning("loss or weights became non-finite at update %d: run marked diverged", bad)
+        return True
+
+    def progress_text(self, loss: torch.Tensor) -> str:
+        return f"minibatch loss {float(loss):.4f}  test acc {self.recorder.rows['test_accuracy'][-1]:.4f}"
 
     def _status(self, status: dict, wall: float) -> dict:
         """The run file's status and cost attributes."""
