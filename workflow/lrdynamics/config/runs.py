@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+import lrdynamics.engine.contract as contract
 from lrdynamics.config.checks import (
     check_datasets,
     check_figure_experiments,
@@ -32,7 +33,6 @@ from lrdynamics.config.schema import (
     schema_defaults,
     validate,
 )
-from lrdynamics.engine import contract
 from lrdynamics.engine.adaptive import DEFAULT_BETA1, is_adaptive, sqrt_scaling_rule
 from lrdynamics.engine.contract import GD_KIND, RESERVED_NAMES
 from lrdynamics.engine.facts import ARCHITECTURES
