@@ -304,6 +304,11 @@ def test_ensembles_that_would_repeat_a_seed_are_refused(synth_data_dir):
         resolve(bad_chunk)
     with pytest.raises(ConfigError, match="ensemble"):
         resolve(tiny_config(synth_data_dir, training={"ensemble": 0}))
+    chunks = tiny_config(synth_data_dir, training={"ensemble": 4}, grid={"training.ensemble_chunk": [1, 2]})
+    with pytest.raises(ConfigError, match="both train seed 0"):
+        resolve(chunks)
+    with pytest.raises(ConfigError, match="default layout"):
+        resolve(tiny_config(synth_data_dir, training={"ensemble": 2, "channels_last": True}))
 
 
 def test_command_line_takes_the_ensemble_key(synth_data_dir, tmp_path):
@@ -345,3 +350,71 @@ def test_automatic_chunks_fit_half_the_free_memory(synth_data_dir, monkeypatch):
     assert 1e3 < per_member["bytes"] < 1e8
     monkeypatch.setattr(ensemble, "free_memory_bytes", lambda device: 0)
     assert EnsembleTrainer(run, threads=1).chunk == 1  # never less than one member
+
+
+@pytest.mark.parametrize(
+    ("poison", "every", "steps", "noise_steps"),
+    [(30, (30, 12), [0, 30], [0, 12, 24]), (45, (60, 60), [0], [0])],
+    ids=["noise-rows", "past-a-rescale-check"],
+)
+def test_a_diverging_member_records_what_its_run_records(synth_data_dir, monkeypatch, poison, every, steps,
+                                                         noise_steps):  # fmt: skip
+    """Member 1 and the run of its seed get NaN weights in update ``poison`` + 1, between
+    checks: both are diverged at that update with the same evaluations and noise rows. In
+    the second case the NaN weights pass a rescale check (update 50) before the next check,
+    where the single run used to crash."""
+    from lrdynamics.engine import ensemble
+
+    run = ensemble_run(synth_data_dir, training={"ensemble": 2, "epochs": 5},
+                       evaluation={"every": every[0], "unit": "step"},
+                       gradient_noise={"every": every[1], "unit": "step", "batches": 2})  # fmt: skip
+
+    def poisoned(update, member):
+        def wrapped(self, index, measure=False):
+            out = update(self, index, measure)
+            if index == poison:
+                with torch.no_grad():
+                    if member is None:  # Trainer: its weight layers by name
+                        next(iter(self.layers.values())).fill_(math.nan)
+                    else:  # Members: the stacked layers, member's slice
+                        self.layers[0][member].fill_(math.nan)
+            return out
+
+        return wrapped
+
+    monkeypatch.setattr(ensemble.Members, "update", poisoned(ensemble.Members.update, 1))
+    trainer = EnsembleTrainer(run, threads=1)
+    members = ensemble_members(trainer.dataset(trainer.fit()))
+    monkeypatch.setattr(Trainer, "update", poisoned(Trainer.update, None))
+    single = Trainer(member_run(run, 1), threads=1)
+    alone = single.dataset(single.fit())
+    diverged = members[1]
+    assert alone.attrs["status"] == diverged.attrs["status"] == "diverged"
+    assert alone.attrs["diverged_update"] == diverged.attrs["diverged_update"] == poison + 1
+    assert list(alone.step.values) == list(diverged.step.values) == steps
+    assert list(alone.noise_step.values) == list(diverged.noise_step.values) == noise_steps
+    assert members[0].attrs["status"] == "completed" and members[0].sizes["step"] == len(range(0, 61, every[0]))
+
+
+def test_resume_keeps_the_chunks_the_run_started_with(synth_data_dir, tmp_path, monkeypatch):
+    """Automatic chunks depend on the free memory at start; a resumed ensemble keeps the
+    chunks of its first start (else seeds would land in the wrong members)."""
+    from lrdynamics.engine import ensemble
+
+    run = ensemble_run(synth_data_dir, training={"ensemble": 6})
+    whole = train(run, tmp_path / "whole.nc", threads=1)
+    per = {}
+    original = ensemble.estimated_member_bytes
+    monkeypatch.setattr(ensemble, "estimated_member_bytes", lambda *a: per.setdefault("b", original(*a)))
+    out = tmp_path / "cut.nc"
+    with monkeypatch.context() as m:
+        m.setattr(ensemble, "free_memory_bytes", lambda device: 4 * per["b"] + 1)  # chunks of 2
+        crash_after_saves(m, 5)  # in the second chunk
+        with pytest.raises(Crash):
+            train(run, out, threads=1, checkpoint_every_updates=13)
+    monkeypatch.setattr(ensemble, "free_memory_bytes", lambda device: 8 * per["b"] + 1)  # 4 would fit now
+    resumed = train(run, out, threads=1, checkpoint_every_updates=13)
+    assert resumed.attrs["ensemble_chunk"] == 2
+    for name in whole.data_vars:
+        if whole[name].dtype.kind == "f":
+            np.testing.assert_allclose(resumed[name].values, whole[name].values, rtol=1e-10, atol=1e-13)

@@ -161,7 +161,7 @@ def vs_sequential(run: dict, sizes, n: int, repeats: int) -> dict:
     out = {}
     for k in sizes:
         r = copy.deepcopy(run)
-        r["training"]["ensemble"] = k
+        r["training"].update(ensemble=k, ensemble_chunk=None)
         trainer = EnsembleTrainer(r, threads=1)
         members = Members(r, trainer.seeds, trainer.device, trainer.train, trainer.test, trainer.n_classes)
         members.start_updates()

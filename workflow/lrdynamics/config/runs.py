@@ -151,13 +151,18 @@ def _check_ensembles(runs: dict[str, dict], where: str, aliases: dict[str, str])
         )
     for run in runs.values():
         tr = run["training"]
+        if tr["ensemble"] > 1 and tr["channels_last"] is True:
+            problems.append(
+                f"{where} (run {run['run']}).training.channels_last: an ensemble trains in PyTorch's default "
+                "layout (its batches are 5-D under vmap); use auto or false"
+            )
         if tr["ensemble_chunk"] is not None and tr["ensemble_chunk"] > tr["ensemble"]:
             problems.append(
                 f"{where} (run {run['run']}).training.ensemble_chunk: {tr['ensemble_chunk']} is more than "
                 f"training.ensemble ({tr['ensemble']})"
             )
-        others = {k: v for k, v in run["hyperparameters"].items() if k not in (aliases.get("training.seed"),
-                  aliases.get("training.ensemble"))}  # fmt: skip
+        members_keys = [aliases.get(f"training.{k}") for k in ("seed", "ensemble", "ensemble_chunk")]
+        others = {k: v for k, v in run["hyperparameters"].items() if k not in members_keys}
         key = json.dumps(others, sort_keys=True, default=str)
         for seed in contract.member_seeds(run):
             if (key, seed) in seen:

@@ -147,6 +147,8 @@ def ensemble_dataset(members: list[xr.Dataset], run: dict, status: dict) -> xr.D
         stacked.append(ds)
     ds = xr.concat(stacked, dim=SEED_DIM, data_vars="all", coords="minimal", compat="override", join="outer",
                    combine_attrs="override")  # fmt: skip
+    # reindexing gave the coordinate-less dimensions (sample, class) index coordinates
+    ds = ds.drop_vars([c for c in ds.coords if c not in members[0].coords])
     for var in ds.variables.values():
         var.encoding = {}
     diverged = [m.attrs["diverged_step"] for m in members if m.attrs["status"] == "diverged"]

@@ -157,7 +157,10 @@ ENSEMBLE_KEYS = ("ensemble", "ensemble_chunk")
 def ensemble_size(run: dict) -> int:
     """K of a resolved run. A run of one seed has no ensemble keys at all (the config drops
     them at K = 1, so that their introduction changed no run's config_json or name)."""
-    return run["training"].get("ensemble", 1)
+    k = run["training"].get("ensemble", 1)
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"training.ensemble must be an integer >= 1, got {k!r}")
+    return k
 
 
 def drop_ensemble_of_one(run: dict) -> dict:

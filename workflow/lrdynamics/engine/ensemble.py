@@ -484,9 +484,13 @@ class EnsembleTrainer:
         self.train, self.test, self.n_classes = device_splits(Path(run["dataset_dir"]), self.device, dtype,
                                                               tr["crop_padding"])  # fmt: skip
         self.seeds = member_seeds(run)
-        self.chunk = tr["ensemble_chunk"] or self.automatic_chunk()
-        self.chunks = [self.seeds[i : i + self.chunk] for i in range(0, len(self.seeds), self.chunk)]
+        self.set_chunk(tr["ensemble_chunk"] or self.automatic_chunk())
         self.timeline = TimeLine.of(run, self.train.n)
+
+    def set_chunk(self, chunk: int) -> None:
+        """Train ``chunk`` members at once: the consecutive chunks of the seeds."""
+        self.chunk = chunk
+        self.chunks = [self.seeds[i : i + chunk] for i in range(0, len(self.seeds), chunk)]
 
     def automatic_chunk(self) -> int:
         model = initial_model(self.run["model"], self.run["training"], self.train.shape, self.n_classes,
@@ -511,10 +515,13 @@ class EnsembleTrainer:
         done = list(state["finished_chunks"]) if state else []
         wall = state["finished_wall_s"] if state else 0.0
         resumed = len(done)  # the chunk the state's chunk_state belongs to
+        if state and state["chunk"] != self.chunk:  # (automatic: free memory differs from the last start)
+            log.info("resuming with the chunks of %d members the run started with", state["chunk"])
+            self.set_chunk(state["chunk"])
         for c in range(len(done), len(self.chunks)):
             log.info("chunk %d/%d: seeds %d..%d", c + 1, len(self.chunks), self.chunks[c][0], self.chunks[c][-1])
             members = Members(self.run, self.chunks[c], self.device, self.train, self.test, self.n_classes)
-            saver = None if checkpoint is None else _ChunkCheckpoint(checkpoint, done, wall)
+            saver = None if checkpoint is None else _ChunkCheckpoint(checkpoint, done, wall, self.chunk)
             chunk_state = state["chunk_state"] if state and c == resumed else None
             seconds = members.train_loop(chunk_state, saver)
             wall += seconds
@@ -572,10 +579,11 @@ class EnsembleTrainer:
 
 
 class _ChunkCheckpoint:
-    """The job's checkpointing for one chunk: its state saved with the finished chunks'."""
+    """The job's checkpointing for one chunk: its state saved with the chunk size and the
+    finished chunks' records (``finished``: the trainer's own list, which grows as chunks end)."""
 
-    def __init__(self, checkpoint, finished: list, finished_wall: float):
-        self.checkpoint, self.finished, self.finished_wall = checkpoint, finished, finished_wall
+    def __init__(self, checkpoint, finished: list, finished_wall: float, chunk: int):
+        self.checkpoint, self.finished, self.finished_wall, self.chunk = checkpoint, finished, finished_wall, chunk
 
     def due(self, done: int) -> bool:
         return self.checkpoint.due(done)
@@ -586,5 +594,6 @@ class _ChunkCheckpoint:
             "elapsed_s": self.finished_wall + state["elapsed_s"],
             "finished_chunks": self.finished,
             "finished_wall_s": self.finished_wall,
+            "chunk": self.chunk,
             "chunk_state": state,
         })  # fmt: skip

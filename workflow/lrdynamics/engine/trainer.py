@@ -92,7 +92,10 @@ class WeightScale:
         """Rescale when the norm has left [2^-limit, 2^limit] times its initial value."""
         if self.limit is None:
             return
-        ratio = math.log2(self.stored_norm() / self.initial_norm)
+        norm = self.stored_norm()
+        if not (math.isfinite(norm) and norm > 0):
+            return  # diverged: recorded as such at the next check
+        ratio = math.log2(norm / self.initial_norm)
         if abs(ratio) <= self.limit:
             return
         k = round(ratio)
@@ -196,13 +199,17 @@ class UpdateLoop:
             done, step = index + 1, (index + 1) // m  # updates done; effective steps done
             at_step = done % m == 0
             measure = at_step and step in t.eval_steps
+            noise = at_step and step in t.noise_steps
             loss, before, grad_norm = self.update(index, measure)
             clock.tick()
-            if (measure or clock.log_due()) and self.stop_diverged():
+            # Checked before every record, so that what a run records does not depend on when
+            # its progress lines fall: evaluations and noise rows at steps s with s*m <= the
+            # first non-finite update.
+            if (measure or noise or clock.log_due()) and self.stop_diverged():
                 break
             if measure:
                 self.evaluate(step, before, grad_norm)
-            if at_step and step in t.noise_steps:
+            if noise:
                 self.measure_noise(step)
             if clock.log_due() or done == t.n_updates:
                 clock.log(done, f"(epoch {done / m / t.steps_per_epoch:.2f})  {self.progress_text(loss)}")
