@@ -141,7 +141,7 @@ def _grid_runs(config: dict, section: str, name: str, base: dict, run_def: str, 
 
 def _check_ensembles(runs: dict[str, dict], where: str, aliases: dict[str, str]) -> None:
     """Seed ensembles: members named like the runs of a grid over training.seed, and no seed
-    trained twice for the same other settings (``ensemble`` excluded)."""
+    trained twice for runs whose other grid keys agree (the ensemble keys and the seed aside)."""
     problems, seen = [], {}
     sized = [run for run in runs.values() if run["training"]["ensemble"] > 1]
     if sized and aliases.get("training.seed", contract.SEED_DIM) != contract.SEED_DIM:

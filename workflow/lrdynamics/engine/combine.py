@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import xarray as xr
 
-from lrdynamics.engine.contract import MEMBER_VARIABLES, RUN_DIMS, SEED_DIM, ensemble_size
+from lrdynamics.engine.contract import MEMBER_VARIABLES, RUN_DIMS, SEED_DIM, ensemble_size, run_outcome
 from lrdynamics.engine.runfile import file_attributes, grid_dims, run_attributes
 
 
@@ -151,12 +151,9 @@ def ensemble_dataset(members: list[xr.Dataset], run: dict, status: dict) -> xr.D
     ds = ds.drop_vars([c for c in ds.coords if c not in members[0].coords])
     for var in ds.variables.values():
         var.encoding = {}
-    diverged = [m.attrs["diverged_step"] for m in members if m.attrs["status"] == "diverged"]
-    outcome = (
-        {"status": "diverged", "diverged_step": min(diverged), "diverged_update": min(
-            m.attrs["diverged_update"] for m in members if m.attrs["status"] == "diverged")}
-        if diverged else {"status": "completed", "diverged_step": -1, "diverged_update": -1}
-    )  # fmt: skip
+    diverged = [m.attrs for m in members if m.attrs["status"] == "diverged"]
+    first = min(diverged, key=lambda a: a["diverged_update"], default=run_outcome())
+    outcome = {k: first[k] for k in run_outcome()}
     member_outcome = set(outcome) | {attr for _, _, attr in MEMBER_VARIABLES.values()}
     ds.attrs = {k: v for k, v in members[0].attrs.items() if k not in member_outcome}
     ds.attrs.update(run_attributes(run, "lrdynamics ensemble", "lrdynamics.engine.ensemble"))

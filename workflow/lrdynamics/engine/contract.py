@@ -91,6 +91,17 @@ KEY_HYPERPARAMETERS = {
     "seed": ("training", "seed"),
 }
 STATUSES = ("completed", "diverged")
+
+
+def run_outcome(first_bad_update: int = -1, updates_per_step: int = 1) -> dict:
+    """A run's (or member's) ``status``, ``diverged_step`` and ``diverged_update``:
+    completed, or diverged at its first non-finite update (>= 0)."""
+    if first_bad_update < 0:
+        return {"status": "completed", "diverged_step": -1, "diverged_update": -1}
+    bad = first_bad_update
+    return {"status": "diverged", "diverged_step": bad // updates_per_step, "diverged_update": bad}
+
+
 # The ``kind`` of a full-batch GD run (its resolved run and its file say so); other runs have none.
 GD_KIND = "full_batch_gd"
 CONVENTIONS = "CF-1.10"
@@ -163,11 +174,15 @@ def ensemble_size(run: dict) -> int:
     return k
 
 
+def _without_ensemble_keys(training: dict) -> None:
+    for key in ENSEMBLE_KEYS:
+        training.pop(key, None)
+
+
 def drop_ensemble_of_one(run: dict) -> dict:
     """The run without ensemble keys when K = 1 (the form of a run of one seed)."""
     if "training" in run and run["training"].get("ensemble", 1) == 1:
-        for key in ENSEMBLE_KEYS:
-            run["training"].pop(key, None)
+        _without_ensemble_keys(run["training"])
     return run
 
 
@@ -181,8 +196,7 @@ def member_run(run: dict, seed: int) -> dict:
     """The resolved run that an ensemble's member with ``seed`` is: the ensemble's run with
     that seed, no ensemble keys, the seed among its grid hyperparameters and in its name."""
     member = json.loads(json.dumps(run))
-    for key in ENSEMBLE_KEYS:
-        member["training"].pop(key, None)
+    _without_ensemble_keys(member["training"])
     member["training"]["seed"] = seed
     member["hyperparameters"] = {**run["hyperparameters"], SEED_DIM: seed}
     member["run"] = run_name(member["hyperparameters"])

@@ -29,6 +29,7 @@ is the same.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -40,32 +41,28 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state
 
 from lrdynamics.engine.adaptive import is_adaptive
-from lrdynamics.engine.batches import BatchStream, seeded_generator
+from lrdynamics.engine.batches import BatchStream
 from lrdynamics.engine.combine import ensemble_dataset
-from lrdynamics.engine.contract import ensemble_size, member_run, member_seeds
+from lrdynamics.engine.contract import ensemble_size, member_run, member_seeds, run_outcome
 from lrdynamics.engine.devices import DTYPES, describe_device, resolve_device, set_float32_precision
-from lrdynamics.engine.gradient_noise import NoiseMeter, noise_batches
 from lrdynamics.engine.models import kept_normalization_statistics, weight_layers
 from lrdynamics.engine.optimizers import build_optimizer, optimizer_step, svag_loss
+from lrdynamics.engine.quantities import chord_angle, unit_direction
 from lrdynamics.engine.recording import Recorder
 from lrdynamics.engine.runfile import run_dataset
-from lrdynamics.engine.schedules import build_schedule
 from lrdynamics.engine.trainer import (
-    NOISE_SEED,
-    STREAM_SEEDS,
     TimeLine,
     UpdateLoop,
     UpdateWindow,
+    data_streams,
     device_splits,
     initial_model,
+    noise_meter,
+    rescale_exponent,
+    run_schedule,
 )
 
 log = logging.getLogger(__name__)
-
-
-def _per_member(values, like: torch.Tensor) -> torch.Tensor:
-    """A value per member, shaped to broadcast against a stacked tensor ``like``."""
-    return torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, *([1] * (like.ndim - 1)))
 
 
 class StackedSGD:
@@ -85,17 +82,20 @@ class StackedSGD:
 
     @torch.no_grad()
     def step(self, lrs: list[float], wds: list[float]) -> None:
+        like = self.params[0]  # every stacked tensor has its dtype and device
+        lr, wd = (torch.tensor(v, dtype=like.dtype, device=like.device) for v in (lrs, wds))
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue
-            d = p.grad + _per_member(wds, p) * p
+            shape = (-1, *([1] * (p.ndim - 1)))  # one value per member, broadcast over its slice
+            d = p.grad + wd.view(shape) * p
             if self.momentum:
                 if self.buffers[i] is None:
                     self.buffers[i] = d.clone()
                 else:
                     self.buffers[i].mul_(self.momentum).add_(d)
                 d = self.buffers[i]
-            p.sub_(_per_member(lrs, p) * d)
+            p.sub_(lr.view(shape) * d)
 
     def state_dict(self) -> dict:
         return {"buffers": self.buffers}
@@ -147,12 +147,9 @@ class MemberScales:
             return
         norms = _member_norms(self.layers).tolist()
         for k, (norm, initial) in enumerate(zip(norms, self.initial_norm)):
-            if not (math.isfinite(norm) and norm > 0):
-                continue  # a diverged member: nothing to keep in range
-            ratio = math.log2(norm / initial)
-            if abs(ratio) <= self.limit:
+            j = rescale_exponent(norm, initial, self.limit)
+            if not j:
                 continue
-            j = round(ratio)
             with torch.no_grad():
                 for p in self.layers:
                     p[k].mul_(2.0**-j)
@@ -173,22 +170,15 @@ class MemberWindow(UpdateWindow):
     """``trainer.UpdateWindow`` with a leading member dimension: per member, the summed
     minibatch losses and angles since the last evaluation, and its first non-finite update."""
 
-    @staticmethod
-    def _direction(weights: torch.Tensor) -> torch.Tensor:
-        return weights / torch.linalg.vector_norm(weights, dim=1, keepdim=True)
-
-    @staticmethod
-    def _angle(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:  # quantities.chord_angle per member
-        return 2.0 * torch.asin(torch.clamp(torch.linalg.vector_norm(u - v, dim=1) / 2.0, max=1.0))
+    _direction = staticmethod(functools.partial(unit_direction, dim=1))
+    _angle = staticmethod(functools.partial(chord_angle, dim=1))
 
     def close(self) -> tuple[np.ndarray, np.ndarray]:
         """Each member's mean loss and angle per update since the last call, then reset."""
         n = self.window_n
         means = tuple((t / n if n else torch.full_like(t, math.nan)).cpu().numpy() for t in (self.window_sum,
                       self.angle_sum))  # fmt: skip
-        self.window_sum.zero_()
-        self.angle_sum.zero_()
-        self.window_n = 0
+        self._reset()
         return means
 
 
@@ -202,8 +192,8 @@ class Members(UpdateLoop):
         dtype = DTYPES[tr["dtype"]]
         self.train, self.test = train, test
         self.autocast = tr["autocast"] == "bfloat16"
-        self.runs = [member_run(run, s) for s in seeds]
-        models = [initial_model(run["model"], m["training"], train.shape, n_classes, dtype) for m in self.runs]
+        models = [initial_model(run["model"], member_run(run, s)["training"], train.shape, n_classes, dtype)
+                  for s in seeds]  # fmt: skip
         params, buffers = stack_module_state(models)
         self.params = {k: v.detach().to(device).requires_grad_(v.requires_grad) for k, v in params.items()}
         self.buffers = {k: v.to(device) for k, v in buffers.items()}
@@ -213,32 +203,11 @@ class Members(UpdateLoop):
         self.layer_names = list(weight_layers(self.model))
         self.timeline = t = TimeLine.of(run, train.n)
         self.svag = opt["svag"]
-        self.schedule = build_schedule(run["schedule"], t.steps_per_epoch, t.n_steps, opt["momentum"], self.svag,
-                                       t.updates_per_step)  # fmt: skip
-        B, crop, flip = tr["batch_size"], tr["crop_padding"] > 0, tr["flip"]
-        self.augment = crop or flip
-        self.streams = [
-            [
-                BatchStream(train, B, t.steps_per_epoch, crop, flip, seeded_generator(device, seed + offset))
-                for seed in seeds
-            ]
-            for offset in STREAM_SEEDS[: 2 if self.svag > 1 else 1]
-        ]
-        gn = run["gradient_noise"]
-        self.noise = []
-        if t.noise_steps:
-            self.noise = [
-                NoiseMeter(
-                    train,
-                    B,
-                    crop,
-                    flip,
-                    seeded_generator(device, seed + NOISE_SEED),
-                    noise_batches(B, gn["batches"]),
-                    gn["threshold_c"],
-                )  # fmt: skip
-                for seed in seeds
-            ]
+        self.schedule = run_schedule(run, t)
+        self.augment = tr["crop_padding"] > 0 or tr["flip"]
+        # one list per stream (SVAG has two), each with every member's stream of it
+        self.streams = [list(group) for group in zip(*(data_streams(run, train, t, device, s) for s in seeds))]
+        self.noise = [noise_meter(run, train, t, device, s) for s in seeds] if t.noise_steps else []
         self.trainable = [p for p in self.params.values() if p.requires_grad]
         lr0 = float(self.schedule.lr[0])
         self.optimizer = StackedAdam(self.trainable, opt, lr0) if is_adaptive(opt) else StackedSGD(
@@ -250,7 +219,7 @@ class Members(UpdateLoop):
         self.scale = MemberScales(self.layers, tr["rescale_log2"] if invariant else None)
         scratch_layers = weight_layers(self.model)
         self.recorders = [Recorder(run["evaluation"], opt["momentum"], scratch_layers, train, test) for _ in seeds]
-        self.status = [{"status": "completed", "diverged_step": -1, "diverged_update": -1} for _ in seeds]
+        self.status = [run_outcome() for _ in seeds]
         self._vmapped = torch.vmap(self._member_output, randomness="error")
 
     # --- the vectorized update ---------------------------------------------------------------
@@ -332,7 +301,7 @@ class Members(UpdateLoop):
         m = self.timeline.updates_per_step
         for k, bad in enumerate(self.window.first_bad.tolist()):
             if bad >= 0 and self.status[k]["status"] == "completed":
-                self.status[k] = {"status": "diverged", "diverged_step": bad // m, "diverged_update": bad}
+                self.status[k] = run_outcome(bad, m)
                 log.warning("member seed %d: non-finite at update %d, marked diverged", self.seeds[k], bad)
         if self.alive():
             return False
@@ -510,8 +479,8 @@ class EnsembleTrainer:
         )
 
     def fit(self, state: dict | None = None, checkpoint=None) -> dict:
-        """Train every chunk; return the status of the file (``self.members`` holds each
-        member's record and status)."""
+        """Train every chunk; return the status of the file (``self.finished`` holds each
+        chunk's records and member statuses)."""
         done = list(state["finished_chunks"]) if state else []
         wall = state["finished_wall_s"] if state else 0.0
         resumed = len(done)  # the chunk the state's chunk_state belongs to
@@ -538,16 +507,11 @@ class EnsembleTrainer:
         t = self.timeline
         noise = sum(c["noise_seconds"] for c in self.finished)
         train_time = wall - noise
-        updates = sum(
-            (t.n_updates if s["status"] == "completed" else s["diverged_update"])
-            for c in self.finished
-            for s in c["status"]
-        )
         outcomes = [s for c in self.finished for s in c["status"]]
-        diverged = sum(s["status"] == "diverged" for s in outcomes)
+        updates = sum(t.n_updates if s["status"] == "completed" else s["diverged_update"] for s in outcomes)
+        diverged = any(s["status"] == "diverged" for s in outcomes)
         return {
             "status": "diverged" if diverged else "completed",  # per member: member_status
-            "members_diverged": diverged,
             "steps_per_second": updates / len(self.seeds) / train_time if train_time > 0 else math.nan,
             "member_updates_per_second": updates / train_time if train_time > 0 else math.nan,
             "wall_time_s": wall,

@@ -22,22 +22,27 @@ def effective_lr(lr, weight_norm):
     return lr / weight_norm**2
 
 
-def unit_direction(w: torch.Tensor) -> torch.Tensor:
-    """w / |w|, flattened, in w's own dtype."""
-    w = w.detach().flatten()
-    return w / torch.linalg.vector_norm(w)
+def unit_direction(w: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """w / |w|, flattened, in w's own dtype; with ``dim``, each slice along it (the rows of
+    an ensemble's (K, D) weights) divided by its own norm."""
+    w = w.detach()
+    if dim is None:
+        w = w.flatten()
+        return w / torch.linalg.vector_norm(w)
+    return w / torch.linalg.vector_norm(w, dim=dim, keepdim=True)
 
 
-def chord_angle(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def chord_angle(u: torch.Tensor, v: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     """Angle between unit vectors u, v as 2*asin(|u - v| / 2), a tensor on their device.
 
     arccos of the cosine loses all digits below ~1e-4 rad in float32, where per-step
     updates live; the chord keeps them: rounding u and v costs ~eps/angle relative per
     coordinate, and those errors average out in the norm (float32 matches float64 to
     ~1e-6 relative at 1e-4 rad; tests/test_train.py). Returning a tensor lets the
-    training loop sum it every update without a device sync.
+    training loop sum it every update without a device sync. ``dim``: one angle per slice
+    along it (an ensemble's members).
     """
-    chord = torch.linalg.vector_norm(u - v)
+    chord = torch.linalg.vector_norm(u - v, dim=dim)
     return 2.0 * torch.asin(torch.clamp(chord / 2.0, max=1.0))
 
 

@@ -11,6 +11,7 @@ attributes: ``Conventions``, ``title``, ``source``, ``history``, ``references``,
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
 import subprocess
@@ -43,9 +44,14 @@ from lrdynamics.engine.contract import (
 from lrdynamics.engine.files import atomic_path
 from lrdynamics.engine.schedules import base_wd
 
+# What an SGD run file holds (the start of its title).
+SGD_RUN = "lrdynamics run"
 
+
+@functools.cache
 def source_version() -> str:
-    """Package version and git commit of the code that made a file."""
+    """Package version and git commit of the code that made a file (asked of git once per
+    process: an ensemble's file is assembled from a dataset per member)."""
     try:
         commit = subprocess.run(
             ["git", "-C", str(Path(lrdynamics.__file__).parent), "rev-parse", "--short", "HEAD"],
@@ -120,7 +126,7 @@ def run_dataset(
         noise_steps = np.asarray(noise_records["noise_step"], dtype=np.int64)
         coords["noise_step"] = _coordinate(COORDINATES, "noise_step", noise_steps)
         coords["noise_epoch"] = _coordinate(COORDINATES, "noise_epoch", noise_steps / attrs["steps_per_epoch"])
-    ds = with_run_metadata(xr.Dataset(data_vars, coords=coords), run, "lrdynamics run", "lrdynamics.engine.trainer")
+    ds = with_run_metadata(xr.Dataset(data_vars, coords=coords), run, SGD_RUN, "lrdynamics.engine.trainer")
     for attr, (section, key) in KEY_HYPERPARAMETERS.items():
         ds.attrs[attr] = run[section][key]
     # the weight decay actually used (derived from schedule.intrinsic_lr when that is set)
@@ -186,10 +192,14 @@ def with_run_metadata(ds: xr.Dataset, run: dict, what: str, writer: str) -> xr.D
     return ds
 
 
+def run_title(run: dict, what: str = SGD_RUN) -> str:
+    return f"{what} {run['run']} of experiment {run['experiment']}"
+
+
 def run_attributes(run: dict, what: str, writer: str) -> dict:
     """The global attributes that say which run a file holds."""
     return {
-        **file_attributes(f"{what} {run['run']} of experiment {run['experiment']}", run.get("references", ""), writer),
+        **file_attributes(run_title(run, what), run.get("references", ""), writer),
         "config_json": json.dumps(run, sort_keys=True),
         "experiment": run["experiment"],
         "run": run["run"],
@@ -223,8 +233,7 @@ def ensemble_members(ds: xr.Dataset) -> list[xr.Dataset]:
         if "test_predictions" in m:
             m["test_predictions"] = m["test_predictions"].astype(np.int16)
         member = member_run(run, seed)
-        title = run_attributes(member, "lrdynamics run", "")["title"]
-        m.attrs = {**shared, **outcome, "title": title, "config_json": json.dumps(member, sort_keys=True),
+        m.attrs = {**shared, **outcome, "title": run_title(member), "config_json": json.dumps(member, sort_keys=True),
                    "run": member["run"], "seed": seed}  # fmt: skip
         out.append(m)
     return out

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from lrdynamics.engine.adaptive import is_adaptive, updates_per_step
 from lrdynamics.engine.batches import BatchStream, DeviceData, seeded_generator
+from lrdynamics.engine.contract import run_outcome
 from lrdynamics.engine.data import load_prepared
 from lrdynamics.engine.devices import DTYPES, describe_device, resolve_device, set_float32_precision, use_channels_last
 from lrdynamics.engine.gradient_noise import NoiseMeter, noise_batches
@@ -70,6 +71,16 @@ class TimeLine:
         return cls(spe, n, updates_per_step(run["optimizer"]), frozenset(evaluations), frozenset(noise))
 
 
+def rescale_exponent(norm: float, initial_norm: float, limit: int | None) -> int:
+    """j with which to divide the weights by 2^j: 0 while the norm is within
+    [2^-limit, 2^limit] times its initial value (or not finite: diverged, for the
+    divergence check to record), else round(log2 of the ratio)."""
+    if limit is None or not (math.isfinite(norm) and norm > 0):
+        return 0
+    ratio = math.log2(norm / initial_norm)
+    return 0 if abs(ratio) <= limit else round(ratio)
+
+
 class WeightScale:
     """Keeps a scale-invariant net's weights in float range by dividing them by 2**k.
 
@@ -92,13 +103,9 @@ class WeightScale:
         """Rescale when the norm has left [2^-limit, 2^limit] times its initial value."""
         if self.limit is None:
             return
-        norm = self.stored_norm()
-        if not (math.isfinite(norm) and norm > 0):
-            return  # diverged: recorded as such at the next check
-        ratio = math.log2(norm / self.initial_norm)
-        if abs(ratio) <= self.limit:
+        k = rescale_exponent(self.stored_norm(), self.initial_norm, self.limit)
+        if not k:
             return
-        k = round(ratio)
         with torch.no_grad():
             for p in self.layers.values():
                 p.mul_(2.0**-k)
@@ -148,10 +155,13 @@ class UpdateWindow:
         """The mean loss and angle per update since the last call (NaN: no update), then reset."""
         n = self.window_n
         means = (float(self.window_sum) / n, float(self.angle_sum) / n) if n else (math.nan, math.nan)
+        self._reset()
+        return means
+
+    def _reset(self) -> None:
         self.window_sum.zero_()
         self.angle_sum.zero_()
         self.window_n = 0
-        return means
 
     def state_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.KEYS}
@@ -159,6 +169,40 @@ class UpdateWindow:
     def load_state_dict(self, state: dict) -> None:
         for k in self.KEYS:
             setattr(self, k, state[k])
+
+
+def run_schedule(run: dict, timeline: TimeLine):
+    """The run's per-update LR and WD (``engine.schedules.build_schedule``)."""
+    t, opt = timeline, run["optimizer"]
+    return build_schedule(run["schedule"], t.steps_per_epoch, t.n_steps, opt["momentum"], opt["svag"],
+                          t.updates_per_step)  # fmt: skip
+
+
+def data_streams(run: dict, train: DeviceData, timeline: TimeLine, device, seed: int) -> list[BatchStream]:
+    """The training batch stream(s) of the run with ``seed``: one, or SVAG's two."""
+    tr = run["training"]
+    return [
+        BatchStream(
+            train,
+            tr["batch_size"],
+            timeline.steps_per_epoch,
+            tr["crop_padding"] > 0,
+            tr["flip"],
+            seeded_generator(device, seed + offset),
+        )  # fmt: skip
+        for offset in STREAM_SEEDS[: 2 if run["optimizer"]["svag"] > 1 else 1]
+    ]
+
+
+def noise_meter(run: dict, train: DeviceData, timeline: TimeLine, device, seed: int) -> NoiseMeter | None:
+    """The gradient-noise meter of the run with ``seed`` (None: it measures none)."""
+    if not timeline.noise_steps:
+        return None
+    tr, gn = run["training"], run["gradient_noise"]
+    B = tr["batch_size"]
+    generator = seeded_generator(device, seed + NOISE_SEED)
+    return NoiseMeter(train, B, tr["crop_padding"] > 0, tr["flip"], generator, noise_batches(B, gn["batches"]),
+                      gn["threshold_c"])  # fmt: skip
 
 
 def device_splits(folder: Path, device, dtype, padding: int) -> tuple[DeviceData, DeviceData, int]:
@@ -185,8 +229,8 @@ def initial_model(spec: dict, training: dict, in_shape, n_classes: int, dtype) -
 
 class UpdateLoop:
     """The update loop of a minibatch trainer (``Trainer``; ``engine.ensemble.Members``, the
-    members of an ensemble at once): updates, the divergence check at each evaluation and
-    progress line, evaluations, noise measurements, progress lines and resume states. The
+    members of an ensemble at once): updates, the divergence check at each evaluation, noise
+    measurement and progress line, evaluations, noise measurements, progress lines and resume states. The
     trainer provides ``timeline``, ``run``, ``model``, ``update``, ``start_updates``,
     ``evaluate``, ``measure_noise``, ``stop_diverged``, ``progress_text`` and the state."""
 
@@ -257,20 +301,9 @@ class Trainer(UpdateLoop):
         self.timeline = TimeLine.of(run, self.train.n)
         t = self.timeline
         self.svag = opt["svag"]
-        self.schedule = build_schedule(run["schedule"], t.steps_per_epoch, t.n_steps, opt["momentum"], self.svag,
-                                       t.updates_per_step)  # fmt: skip
-        B, crop, flip, seed = tr["batch_size"], tr["crop_padding"] > 0, tr["flip"], tr["seed"]
-        self.streams = [
-            BatchStream(self.train, B, t.steps_per_epoch, crop, flip, seeded_generator(self.device, seed + offset))
-            for offset in STREAM_SEEDS[: 2 if self.svag > 1 else 1]
-        ]
-        gn = run["gradient_noise"]
-        self.noise = None
-        if t.noise_steps:
-            generator = seeded_generator(self.device, seed + NOISE_SEED)
-            self.noise = NoiseMeter(
-                self.train, B, crop, flip, generator, noise_batches(B, gn["batches"]), gn["threshold_c"]
-            )
+        self.schedule = run_schedule(run, t)
+        self.streams = data_streams(run, self.train, t, self.device, tr["seed"])
+        self.noise = noise_meter(run, self.train, t, self.device, tr["seed"])
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(self.trainable, opt, float(self.schedule.lr[0]))
         if self.schedule.buffer_init is not None:
@@ -393,7 +426,7 @@ class Trainer(UpdateLoop):
         ``state``: a ``state_dict`` to continue from. ``checkpoint``: when to save the resume
         state, and a stop request from a signal (``engine.checkpoint.Checkpointing``).
         """
-        self.outcome = {"status": "completed", "diverged_step": -1, "diverged_update": -1}
+        self.outcome = run_outcome()
         wall = self.train_loop(state, checkpoint)  # (stop_diverged sets the outcome)
         return self._status(self.outcome, wall)
 
@@ -402,8 +435,7 @@ class Trainer(UpdateLoop):
         bad = int(self.window.first_bad)
         if bad < 0:
             return False
-        m = self.timeline.updates_per_step
-        self.outcome = {"status": "diverged", "diverged_step": bad // m, "diverged_update": bad}
+        self.outcome = run_outcome(bad, self.timeline.updates_per_step)
         log.warning("loss or weights became non-finite at update %d: run marked diverged", bad)
         return True
 
