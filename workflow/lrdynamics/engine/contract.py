@@ -32,11 +32,25 @@ VARIABLES = {
         ("step",),
     ),
     "grad_norm": ("norm of the minibatch loss gradient of the last update (weight decay excluded)", "1", ("step",)),
+    "momentum_buffer_norm": (
+        "root mean square over the updates since the previous evaluation of the norm of the SGD momentum "
+        "buffer v of all weight layers together, at the weights' true scale (NaN without momentum or with an "
+        "adaptive optimizer)",
+        "1",
+        ("step",),
+    ),
 }
-# Written only when the run asks for them (evaluation.logit_samples, prediction_samples > 0).
+# Written only when the run asks for them (evaluation.logit_samples, prediction_samples > 0,
+# direction_anchor set).
 OPTIONAL_VARIABLES = {
     "test_logits": ("logits of the first test images (eval mode)", "1", ("step", "sample", "class")),
     "test_predictions": ("predicted label of the first test images (eval mode)", "1", ("step", "sample")),
+    "direction_distance": (
+        "l2 distance between the unit direction of all weight layers together and that direction at the "
+        "anchor evaluation (evaluation.direction_anchor; NaN before it)",
+        "1",
+        ("step",),
+    ),
 }
 # Written when the run measures gradient noise (gradient_noise.every), along noise_step.
 NOISE_VARIABLES = {
@@ -52,6 +66,7 @@ NOISE_VARIABLES = {
         "1",
         ("noise_step",),
     ),
+    "noise_weight_norm": ("norm of all weight layers together at the measurement", "1", ("noise_step",)),
 }
 # Coordinates of an SGD run file: name: (long_name, units or None, dim).
 COORDINATES = {

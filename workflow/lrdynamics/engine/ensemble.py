@@ -16,11 +16,14 @@ run of its seed alone (``engine.contract.member_run``):
 - the summed loss's gradient with respect to member k's slice is member k's gradient.
 
 Members differ from their single runs by float rounding only (batched kernels sum in
-another order); tests/test_ensemble.py checks them in float64. Evaluation, recorded
-metrics and gradient-noise measurements run member by member on one scratch module that
-holds the member's weights and buffers, with the single run's own code (``Recorder``,
-``NoiseMeter``). A member whose loss or weights become non-finite is marked diverged at
-the next check (evaluation or progress line) and recorded no more; the others go on.
+another order); tests/test_ensemble.py checks them in float64. Evaluations and
+gradient-noise measurements are vectorized too (every member's eval-mode logits on the same
+images in one pass; every member's measurement minibatches, each from its own meter, in one
+forward and backward), and each member's row is written by the single run's own code
+(``Recorder.add_row``, ``NoiseMeter.row``). Only BN recalibration runs member by member,
+on one scratch module that holds the member's weights and buffers. A member whose loss or
+weights become non-finite is marked diverged at the next check (evaluation or progress
+line) and recorded no more; the others go on.
 
 K larger than memory allows trains in consecutive chunks of members (``ensemble_chunk``,
 or as many as half the free memory holds): the members are independent, so the result
@@ -29,10 +32,12 @@ is the same.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +50,7 @@ from lrdynamics.engine.batches import BatchStream
 from lrdynamics.engine.combine import ensemble_dataset
 from lrdynamics.engine.contract import ensemble_size, member_run, member_seeds, run_outcome
 from lrdynamics.engine.devices import DTYPES, describe_device, resolve_device, set_float32_precision
+from lrdynamics.engine.gradient_noise import signal_and_noise
 from lrdynamics.engine.models import kept_normalization_statistics, weight_layers
 from lrdynamics.engine.optimizers import build_optimizer, optimizer_step, svag_loss
 from lrdynamics.engine.quantities import chord_angle, unit_direction
@@ -173,13 +179,14 @@ class MemberWindow(UpdateWindow):
     _direction = staticmethod(functools.partial(unit_direction, dim=1))
     _angle = staticmethod(functools.partial(chord_angle, dim=1))
 
-    def close(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each member's mean loss and angle per update since the last call, then reset."""
+    def close(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each member's mean loss and angle per update since the last call and the root
+        mean square of its buffer's norm, then reset."""
         n = self.window_n
         means = tuple((t / n if n else torch.full_like(t, math.nan)).cpu().numpy() for t in (self.window_sum,
-                      self.angle_sum))  # fmt: skip
+                      self.angle_sum, self.buffer_sum))  # fmt: skip
         self._reset()
-        return means
+        return means[0], means[1], np.sqrt(means[2])
 
 
 class Members(UpdateLoop):
@@ -221,18 +228,22 @@ class Members(UpdateLoop):
         self.recorders = [Recorder(run["evaluation"], opt["momentum"], scratch_layers, train, test) for _ in seeds]
         self.status = [run_outcome() for _ in seeds]
         self._vmapped = torch.vmap(self._member_output, randomness="error")
+        self._vmapped_logits = torch.vmap(self._member_logits, randomness="error")
+        self._vmapped_eval = torch.vmap(self._member_logits, in_dims=(0, 0, None), randomness="error")
 
     # --- the vectorized update ---------------------------------------------------------------
 
     def _member_output(self, params, buffers, *batches):
         """Under vmap: one member's logits (SGD) or SVAG loss."""
 
-        def forward(x):
-            return functional_call(self.model, (params, buffers), (x,))
-
+        forward = functools.partial(self._member_logits, params, buffers)
         if self.svag == 1:
             return forward(batches[0])
         return svag_loss(self.model, *batches, self.timeline.updates_per_step, forward=forward)
+
+    def _member_logits(self, params, buffers, x):
+        """Under vmap: one member's logits on ``x`` (its own batch, or images all share)."""
+        return functional_call(self.model, (params, buffers), (x,))
 
     def _losses(self, batches: list[torch.Tensor]) -> torch.Tensor:
         """Each member's minibatch loss, (K,). SGD's cross-entropy is taken outside vmap, on
@@ -254,6 +265,14 @@ class Members(UpdateLoop):
 
     def flat_weights(self) -> torch.Tensor:
         return torch.cat([p.detach().flatten(1) for p in self.layers], dim=1)
+
+    def buffer_square(self) -> torch.Tensor | None:
+        """Each member's |v|^2 over the weight layers at its true scale (None: no buffers)."""
+        buffers = [self.optimizer.buffer_of(p) for p in self.layers]
+        if any(b is None for b in buffers):
+            return None
+        scales = torch.tensor([4.0**-j for j in self.scale.log2], dtype=torch.float64, device=self.device)
+        return sum(b.double().flatten(1).pow(2).sum(1) for b in buffers) * scales
 
     def start_updates(self) -> None:
         self.window = MemberWindow(self.device, self.flat_weights())
@@ -279,7 +298,7 @@ class Members(UpdateLoop):
             grad_norms = _member_norms(grads).cpu().numpy() * scales
         self.optimizer.step(lrs, wds)
         losses = losses.detach()
-        self.window.add(index, losses, self.flat_weights())
+        self.window.add(index, losses, self.flat_weights(), self.buffer_square())
         return losses, before, grad_norms
 
     # --- per-member measurements -------------------------------------------------------------
@@ -308,29 +327,123 @@ class Members(UpdateLoop):
         log.warning("every member diverged: training stops")
         return True
 
+    @contextlib.contextmanager
+    def _kept_buffers(self):
+        """Train-mode passes outside training (noise measurements) update the members' BN
+        running statistics in place: put them back afterwards."""
+        saved = {k: b.clone() for k, b in self.buffers.items()}
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for k, b in saved.items():
+                    self.buffers[k].copy_(b)
+
+    @torch.no_grad()
+    def _eval_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Every member's eval-mode logits on the same images, (K, n, classes), in passes of
+        at most twice the training batch (the memory the chunk size was chosen for)."""
+        size = max(1, min(self.run["evaluation"]["batch_size"], 2 * self.run["training"]["batch_size"]))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return torch.cat([self._vmapped_eval(self.params, self.buffers, images[i : i + size])
+                              for i in range(0, len(images), size)], dim=1)  # fmt: skip
+        finally:
+            self.model.train(was_training)
+
+    def _member_outputs(self) -> list[dict]:
+        """``Recorder.model_outputs`` of every member: one vectorized pass per split. BN
+        recalibration resets and re-estimates running statistics, which vmap cannot (BN's
+        cumulative average reads a per-member counter as a Python number): with it, each
+        member is evaluated alone on the scratch module."""
+        ev = self.run["evaluation"]
+        if ev["bn_recalibration_samples"]:
+            outputs = []
+            for k in range(len(self.seeds)):
+                self.load_member(k)
+                outputs.append(self.recorders[k].model_outputs(self.model))
+            return outputs
+        K = len(self.seeds)
+        columns: dict[str, np.ndarray] = {}
+        test_logits = None
+        for split, data, n in (("train", self.train, ev["train_samples"]), ("test", self.test, ev["test_samples"])):
+            images, labels = data.unpadded(n)
+            logits = self._eval_logits(images)
+            loss = F.cross_entropy(logits.double().flatten(0, 1), labels.repeat(K), reduction="none")
+            columns[f"{split}_loss"] = (loss.view(K, -1).sum(1) / len(labels)).cpu().numpy()
+            columns[f"{split}_accuracy"] = ((logits.argmax(2) == labels).sum(1).double() / len(labels)).cpu().numpy()
+            test_logits = logits
+        for name, count in (("test_logits", ev["logit_samples"]), ("test_predictions", ev["prediction_samples"])):
+            if not count:
+                continue
+            images, _ = self.test.unpadded(count)
+            logits = test_logits[:, :count] if test_logits.shape[1] >= len(images) else self._eval_logits(images)
+            columns[name] = logits.double().cpu().numpy() if name == "test_logits" else logits.argmax(2).cpu().numpy()
+        return [{name: values[k] if values.ndim > 1 else float(values[k]) for name, values in columns.items()}
+                for k in range(K)]  # fmt: skip
+
     def evaluate(self, step: int, before: dict | None = None, grad_norms=None) -> None:
         t = self.timeline
         update = min(step * t.updates_per_step, t.n_updates - 1)
-        losses, angles = self.window.close()
+        losses, angles, buffer_norms = self.window.close()
         lr, wd = float(self.schedule.lr[update]), float(self.schedule.wd[update])
+        scales = 2.0 ** np.array(self.scale.log2, dtype=float)
+        outputs = self._member_outputs()
+        norms = torch.stack([torch.linalg.vector_norm(p.detach().double().flatten(1), dim=1) for p in self.layers])
+        norms = norms.cpu().numpy() * scales  # (layer, member)
+        layer_angles = None
+        if before is not None:
+            layer_angles = torch.stack([
+                chord_angle(unit_direction(before[n].double().flatten(1), dim=1),
+                            unit_direction(p.detach().double().flatten(1), dim=1), dim=1)
+                for n, p in zip(self.layer_names, self.layers)
+            ]).cpu().numpy()  # fmt: skip
+        directions = None
+        if self.run["evaluation"].get("direction_anchor") is not None:
+            directions = unit_direction(torch.cat([p.detach().double().flatten(1) for p in self.layers], 1), dim=1)
         for k in self.alive():
-            self.load_member(k)
             last = {
                 "window_loss": float(losses[k]),
                 "window_angle": float(angles[k]),
-                "before": None if before is None else {n: b[k] for n, b in before.items()},
                 "grad_norm": math.nan if grad_norms is None else float(grad_norms[k]),
+                "buffer_norm": float(buffer_norms[k]),
             }
-            self.recorders[k].add_evaluation(
-                self.model, step, step / t.steps_per_epoch, lr, wd, 2.0 ** self.scale.log2[k], last
-            )
+            self.recorders[k].add_row(
+                step, step / t.steps_per_epoch, lr, wd, float(scales[k]), outputs[k], norms[:, k].tolist(),
+                None if layer_angles is None else layer_angles[:, k].tolist(),
+                None if directions is None else directions[k], last,
+            )  # fmt: skip
+
+    def _member_gradients(self, meters):
+        """Each measurement minibatch's gradients of every member, (K, P): member k's batch
+        from its own meter, one vectorized forward and backward in train mode."""
+        for pairs in zip(*(meter.minibatches() for meter in meters)):
+            x, y = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+            logits = self._vmapped_logits(self.params, self.buffers, x)
+            loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+            grads = torch.autograd.grad(loss.sum(), self.trainable)
+            yield torch.cat([g.flatten(1) for g in grads], dim=1)
 
     def measure_noise(self, step: int) -> None:
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        """``Trainer.measure_noise`` for every member at once (``signal_and_noise`` per row)."""
+        tic = time.perf_counter()
+        was_training = self.model.training
+        self.model.train()
+        with self._kept_buffers():
+            signal, batch_noise = signal_and_noise(self._member_gradients(self.noise))
+        self.model.train(was_training)
+        seconds = time.perf_counter() - tic
+        norms = _member_norms(self.layers).cpu().numpy() * 2.0 ** np.array(self.scale.log2, dtype=float)
+        rows = {}
         for k in self.alive():
-            self.load_member(k)
-            row = self.noise[k].measure(self.model, trainable, F.cross_entropy, 2.0 ** -self.scale.log2[k], step)
-            self.recorders[k].add_noise(step, row)
+            rows[k] = self.noise[k].row(float(signal[k]), float(batch_noise[k]), 2.0 ** -self.scale.log2[k],
+                                        float(norms[k]), seconds / len(self.seeds))  # fmt: skip
+            self.recorders[k].add_noise(step, rows[k])
+        if rows:
+            noise = np.array([r["gradient_noise"] for r in rows.values()])
+            log.info("step %s: gradient noise of %d members measured (%d batches each, %.1f s): tr Sigma_1 median %.4g",
+                     step, len(rows), self.noise[0].batches, seconds, float(np.median(noise)))  # fmt: skip
 
     @property
     def noise_seconds(self) -> float:

@@ -33,20 +33,23 @@ def noise_batches(batch_size: int, batches: int | None) -> int:
     return batches if batches is not None else max(200, math.ceil(12800 / batch_size))
 
 
-def signal_and_noise(gradients) -> tuple[float, float]:
-    """(G, N_B) from an iterable of flattened minibatch gradients (float64 sums)."""
+def signal_and_noise(gradients) -> tuple:
+    """(G, N_B) from an iterable of flattened minibatch gradients (float64 sums); of each
+    row when they are (K, P), the gradients of K ensemble members."""
     total, mean, num = 0.0, None, 0
     for g in gradients:
         g = g.double()
-        total += float(g @ g)
+        total = total + (g * g).sum(-1)
         mean = g.clone() if mean is None else mean.add_(g)
         num += 1
     if num < 2:
         raise ValueError("the unbiased estimator needs at least two minibatch gradients")
-    total /= num
+    total = total / num
     mean /= num
-    signal = (num * float(mean @ mean) - total) / (num - 1)
-    return signal, total - signal
+    signal = (num * (mean * mean).sum(-1) - total) / (num - 1)
+    if signal.ndim:  # (K, P) gradients of K ensemble members: a pair of (K,) tensors
+        return signal, total - signal
+    return float(signal), float(total - signal)
 
 
 def per_example_noise(batch_noise: float, batch_size: int, n_train: int) -> float:
@@ -94,25 +97,34 @@ class NoiseMeter:
         self.generator, self.batches, self.threshold_c = generator, batches, threshold_c
         self.seconds = 0.0
 
-    def _minibatches(self):
+    def minibatches(self):
+        """The ``batches`` minibatches of one measurement, each (images, labels)."""
         for _ in range(self.batches):
             idx = torch.randperm(self.data.n, device=self.data.images.device, generator=self.generator)[: self.B]
             yield self.data.batch(idx, self.crop, self.flip, self.generator)
 
-    def measure(self, model, params, loss_fn, gradient_scale: float = 1.0, step: int | None = None) -> dict:
+    def measure(self, model, params, loss_fn, gradient_scale: float = 1.0, step: int | None = None,
+                weight_norm: float = math.nan) -> dict:  # fmt: skip
         """G, N_B, N = tr Sigma_1 and B* at the model's current weights (logged, with the
         effective ``step``). The gradients are multiplied by ``gradient_scale`` (those of
-        the true weights when the stored ones are rescaled), so G and N_B by its square."""
+        the true weights when the stored ones are rescaled), so G and N_B by its square;
+        ``weight_norm``: the true norm of the weight layers, recorded beside them."""
         tic = time.perf_counter()
-        signal, batch_noise = measure_signal_and_noise(model, loss_fn, self._minibatches(), params)
-        signal, batch_noise = signal * gradient_scale**2, batch_noise * gradient_scale**2
-        noise = per_example_noise(batch_noise, min(self.B, self.data.n), self.data.n)
-        critical = critical_batch_size(noise, signal, self.threshold_c)
-        seconds = time.perf_counter() - tic
-        self.seconds += seconds
+        signal, batch_noise = measure_signal_and_noise(model, loss_fn, self.minibatches(), params)
+        row = self.row(signal, batch_noise, gradient_scale, weight_norm, time.perf_counter() - tic)
         log.info(
             "step %s: gradient signal G %.4g, noise tr Sigma_1 %.4g, critical batch size %.4g (%d batches, %.1f s)",
-            step, signal, noise, critical, self.batches, seconds,
+            step, row["gradient_signal"], row["gradient_noise"], row["critical_batch_size"], self.batches,
+            time.perf_counter() - tic,
         )  # fmt: skip
+        return row
+
+    def row(self, signal: float, batch_noise: float, gradient_scale: float, weight_norm: float, seconds: float):
+        """The noise row of a measurement of the stored weights' G and N_B (``measure``; an
+        ensemble measures every member at once and gives each its share of ``seconds``)."""
+        signal, batch_noise = signal * gradient_scale**2, batch_noise * gradient_scale**2
+        noise = per_example_noise(batch_noise, min(self.B, self.data.n), self.data.n)
+        self.seconds += seconds
         return {"gradient_signal": signal, "batch_gradient_noise": batch_noise, "gradient_noise": noise,
-                "critical_batch_size": critical}  # fmt: skip
+                "critical_batch_size": critical_batch_size(noise, signal, self.threshold_c),
+                "noise_weight_norm": weight_norm}  # fmt: skip

@@ -117,3 +117,13 @@ def build_optimizer(params, optimizer: dict, lr: float) -> torch.optim.Optimizer
         )
         return torch.optim.Adam(params, lr=lr, betas=(h["beta1"], h["beta2"]), eps=h["eps"])
     return torch.optim.SGD(params, lr=lr, momentum=optimizer["momentum"])
+
+
+def momentum_buffer_square(optimizer: torch.optim.Optimizer, params) -> torch.Tensor | None:
+    """|v|^2 of SGD's momentum buffers of ``params`` together, a float64 tensor on their
+    device (no sync); None when they have none (no momentum, an adaptive optimizer)."""
+    buffers = [optimizer.state[p].get("momentum_buffer") for p in params if p in optimizer.state]
+    buffers = [b for b in buffers if b is not None]
+    if not buffers:
+        return None
+    return torch.stack([b.double().pow(2).sum() for b in buffers]).sum()

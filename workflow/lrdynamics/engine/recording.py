@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from lrdynamics.engine.batches import DeviceData
 from lrdynamics.engine.contract import NOISE_VARIABLES, OPTIONAL_VARIABLES, VARIABLES
 from lrdynamics.engine.models import kept_normalization_statistics
-from lrdynamics.engine.quantities import angular_update, effective_lr, intrinsic_lr
+from lrdynamics.engine.quantities import angular_update, effective_lr, intrinsic_lr, unit_direction
 
 
 @torch.no_grad()
@@ -67,53 +67,80 @@ class Recorder:
         self.train, self.test = train, test
         self.rows: dict[str, list] = {k: [] for k in ["step", "epoch", *VARIABLES, *OPTIONAL_VARIABLES]}
         self.noise_rows: dict[str, list] = {k: [] for k in ["noise_step", *NOISE_VARIABLES]}
+        self.anchor: torch.Tensor | None = None  # the direction at evaluation.direction_anchor
 
-    def add_evaluation(self, model, step: int, epoch: float, lr: float, wd: float, scale: float, last: dict) -> None:
-        """Add the evaluation row of effective step ``step``. ``scale``: the true weights are
-        the stored ones times it; ``last``: what the updates since the previous row measured
-        (``window_loss``, ``window_angle``, and of the last update ``before``, the weights
-        before it or None, and ``grad_norm``)."""
-        r, ev = self.rows, self.evaluation
-        r["step"].append(step)
-        r["epoch"].append(epoch)
+    def model_outputs(self, model) -> dict:
+        """What the evaluation row takes from the model's outputs: the losses and accuracies
+        of both splits, and the stored test logits and predictions when the run asks."""
+        ev, out = self.evaluation, {}
         with kept_normalization_statistics(model):  # recalibration must not touch training
             if ev["bn_recalibration_samples"]:
                 images, _ = self.train.unpadded(ev["bn_recalibration_samples"])
                 recalibrate_batch_norm(model, images, ev["batch_size"])
             for split, data, n in (("train", self.train, ev["train_samples"]), ("test", self.test, ev["test_samples"])):
-                loss, acc = loss_and_accuracy(model, *data.unpadded(n), ev["batch_size"])
-                r[f"{split}_loss"].append(loss)
-                r[f"{split}_accuracy"].append(acc)
+                out[f"{split}_loss"], out[f"{split}_accuracy"] = loss_and_accuracy(model, *data.unpadded(n),
+                                                                                   ev["batch_size"])  # fmt: skip
             if ev["logit_samples"]:
                 images, _ = self.test.unpadded(ev["logit_samples"])
-                r["test_logits"].append(predict(model, images, ev["batch_size"]).double().cpu().numpy())
+                out["test_logits"] = predict(model, images, ev["batch_size"]).double().cpu().numpy()
             if ev["prediction_samples"]:
                 images, _ = self.test.unpadded(ev["prediction_samples"])
-                r["test_predictions"].append(predict(model, images, ev["batch_size"]).argmax(1).cpu().numpy())
+                out["test_predictions"] = predict(model, images, ev["batch_size"]).argmax(1).cpu().numpy()
+        return out
+
+    def add_evaluation(self, model, step: int, epoch: float, lr: float, wd: float, scale: float, last: dict) -> None:
+        """Add the evaluation row of effective step ``step``. ``scale``: the true weights are
+        the stored ones times it; ``last``: what the updates since the previous row measured
+        (``window_loss``, ``window_angle``, and of the last update ``before``, the weights
+        before it or None, and ``grad_norm``), and ``buffer_norm``, the root mean square of
+        the momentum buffer's true norm over those updates (NaN: none)."""
+        norms = [float(p.detach().double().norm()) * scale for p in self.layers.values()]
+        before = last["before"]
+        angles = None if before is None else [angular_update(before[k], p.detach()) for k, p in self.layers.items()]
+        direction = None
+        if self.evaluation.get("direction_anchor") is not None:
+            direction = unit_direction(torch.cat([p.detach().double().flatten() for p in self.layers.values()]))
+        self.add_row(step, epoch, lr, wd, scale, self.model_outputs(model), norms, angles, direction, last)
+
+    def add_row(self, step, epoch, lr, wd, scale, outputs: dict, norms: list, angles, direction, last: dict) -> None:
+        """The evaluation row from its measured parts: ``outputs`` (``model_outputs``), each
+        layer's true ``norms``, each layer's angle of the last update (None: not measured),
+        the unit ``direction`` of the stored weights (None: no anchor asked) and ``last``
+        (``add_evaluation``). An ensemble measures the parts of all members at once."""
+        r = self.rows
+        r["step"].append(step)
+        r["epoch"].append(epoch)
+        for name, value in outputs.items():
+            r[name].append(value)
         r["minibatch_loss"].append(last["window_loss"])
         r["learning_rate"].append(lr)
         r["weight_decay"].append(wd)
         r["intrinsic_lr"].append(intrinsic_lr(lr, wd, self.momentum))
-        norms = [float(p.detach().double().norm()) * scale for p in self.layers.values()]
         total = math.sqrt(sum(n * n for n in norms))
         r["weight_norm"].append(norms)
         r["total_weight_norm"].append(total)
         r["effective_lr"].append([effective_lr(lr, n) for n in norms])
         r["total_effective_lr"].append(effective_lr(lr, total))
-        before = last["before"]
-        if before is None:
+        if angles is None:
             r["angular_update"].append([math.nan] * len(norms))
             r["total_angular_update"].append(math.nan)
         else:
-            r["angular_update"].append([angular_update(before[k], p.detach()) for k, p in self.layers.items()])
+            r["angular_update"].append(angles)
             r["total_angular_update"].append(last["window_angle"])
         r["grad_norm"].append(last["grad_norm"])
+        r["momentum_buffer_norm"].append(last["buffer_norm"])
+        if direction is not None:
+            if self.anchor is None and epoch >= self.evaluation["direction_anchor"] - 1e-9:
+                self.anchor = direction.clone()
+            gap = math.nan if self.anchor is None else float(torch.linalg.vector_norm(direction - self.anchor))
+            r["direction_distance"].append(gap)
 
     def state_dict(self) -> dict:
-        return {"records": self.rows, "noise_records": self.noise_rows}
+        return {"records": self.rows, "noise_records": self.noise_rows, "direction_anchor": self.anchor}
 
     def load_state_dict(self, state: dict) -> None:
         self.rows, self.noise_rows = state["records"], state["noise_records"]
+        self.anchor = state.get("direction_anchor")
 
     def add_noise(self, step: int, measured: dict) -> None:
         """Add a gradient-noise row (``measured``: a value for each NOISE_VARIABLES name)."""

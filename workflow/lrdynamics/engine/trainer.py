@@ -28,7 +28,7 @@ from lrdynamics.engine.devices import DTYPES, describe_device, resolve_device, s
 from lrdynamics.engine.gradient_noise import NoiseMeter, noise_batches
 from lrdynamics.engine.logs import Progress
 from lrdynamics.engine.models import build_model, weight_layers
-from lrdynamics.engine.optimizers import build_optimizer, optimizer_step, svag_loss
+from lrdynamics.engine.optimizers import build_optimizer, momentum_buffer_square, optimizer_step, svag_loss
 from lrdynamics.engine.quantities import chord_angle, unit_direction
 from lrdynamics.engine.recording import Recorder
 from lrdynamics.engine.runfile import run_dataset
@@ -44,6 +44,22 @@ def cadence_steps(every: float, unit: str, steps_in_epoch: int, n_steps: int) ->
     """Effective steps at which something is measured: 0, every k, the end."""
     k = max(1, to_steps(every, unit, steps_in_epoch))
     return sorted(set(range(0, n_steps, k)) | {n_steps})
+
+
+def log_cadence_steps(per_decade: int, n_steps: int) -> list[int]:
+    """Log-spaced steps: 0, the distinct round(10^(j/per_decade)) below ``n_steps``, the end."""
+    steps, j = {0, n_steps}, 0
+    while (step := round(10 ** (j / per_decade))) < n_steps:
+        steps.add(step)
+        j += 1
+    return sorted(steps)
+
+
+def evaluation_steps(evaluation: dict, steps_in_epoch: int, n_steps: int) -> list[int]:
+    """The evaluation steps of a run: log-spaced (``per_decade``) or every ``every`` ``unit``s."""
+    if evaluation.get("per_decade"):
+        return log_cadence_steps(evaluation["per_decade"], n_steps)
+    return cadence_steps(evaluation["every"], evaluation["unit"], steps_in_epoch, n_steps)
 
 
 @dataclass(frozen=True)
@@ -66,7 +82,7 @@ class TimeLine:
         tr, ev, gn = run["training"], run["evaluation"], run["gradient_noise"]
         spe = steps_per_epoch(n_train, tr["batch_size"], tr["drop_last"])
         n = total_steps(tr["epochs"], spe)
-        evaluations = cadence_steps(ev["every"], ev["unit"], spe, n)
+        evaluations = evaluation_steps(ev, spe, n)
         noise = cadence_steps(gn["every"], gn["unit"], spe, n) if gn["every"] else []
         return cls(spe, n, updates_per_step(run["optimizer"]), frozenset(evaluations), frozenset(noise))
 
@@ -127,21 +143,24 @@ class UpdateWindow:
     update: the minibatch losses and the angles moved, the first update whose loss or
     weights became non-finite, and the weights' current direction."""
 
-    KEYS = ("window_sum", "angle_sum", "window_n", "first_bad", "direction")
+    KEYS = ("window_sum", "angle_sum", "buffer_sum", "window_n", "first_bad", "direction")
     _direction, _angle = staticmethod(unit_direction), staticmethod(chord_angle)
 
     def __init__(self, device, weights: torch.Tensor):
         shape = weights.shape[:-1]  # (): one run's flat weights; (K,): an ensemble's (ensemble.MemberWindow)
         self.window_sum = torch.zeros(shape, dtype=torch.float64, device=device)
         self.angle_sum = torch.zeros(shape, dtype=torch.float64, device=device)  # per-update angles
+        self.buffer_sum = torch.zeros(shape, dtype=torch.float64, device=device)  # true |v|^2 (NaN: none)
         self.window_n = 0
         self.first_bad = torch.full(shape, -1, dtype=torch.int64, device=device)
         # The direction after one update is the one before the next: rescaling in between only
         # multiplies the weights by a power of two, which leaves their direction as is.
         self.direction = self._direction(weights)
 
-    def add(self, index: int, loss: torch.Tensor, weights: torch.Tensor) -> None:
-        """Update ``index`` gave ``loss`` and moved the weights to ``weights``."""
+    def add(self, index: int, loss: torch.Tensor, weights: torch.Tensor, buffer_sq: torch.Tensor | None = None) -> None:
+        """Update ``index`` gave ``loss`` and moved the weights to ``weights``; ``buffer_sq``:
+        the squared norm of its momentum buffer at the true scale (None: no buffer)."""
+        self.buffer_sum += math.nan if buffer_sq is None else buffer_sq
         direction = self._direction(weights)
         angle = self._angle(self.direction, direction)  # NaN once a weight is inf or NaN
         self.angle_sum += angle
@@ -151,16 +170,21 @@ class UpdateWindow:
         self.window_sum += loss
         self.window_n += 1
 
-    def close(self) -> tuple[float, float]:
-        """The mean loss and angle per update since the last call (NaN: no update), then reset."""
+    def close(self) -> tuple[float, float, float]:
+        """The mean loss and angle per update since the last call and the root mean square of
+        the buffer's norm (NaN: no update), then reset."""
         n = self.window_n
-        means = (float(self.window_sum) / n, float(self.angle_sum) / n) if n else (math.nan, math.nan)
+        if not n:
+            means = (math.nan,) * 3
+        else:
+            means = (float(self.window_sum) / n, float(self.angle_sum) / n, math.sqrt(float(self.buffer_sum) / n))
         self._reset()
         return means
 
     def _reset(self) -> None:
         self.window_sum.zero_()
         self.angle_sum.zero_()
+        self.buffer_sum.zero_()
         self.window_n = 0
 
     def state_dict(self) -> dict:
@@ -363,7 +387,10 @@ class Trainer(UpdateLoop):
             grad_norm = float(torch.linalg.vector_norm(norms)) * 2.0**-self.scale.log2
         optimizer_step(self.optimizer)
         loss = loss.detach()
-        self.window.add(index, loss, self._flat_weights())
+        buffer_sq = momentum_buffer_square(self.optimizer, self.layers.values())
+        self.window.add(
+            index, loss, self._flat_weights(), None if buffer_sq is None else buffer_sq * 4.0**-self.scale.log2
+        )
         return loss, before, grad_norm
 
     # --- measurements -----------------------------------------------------------------------
@@ -372,14 +399,16 @@ class Trainer(UpdateLoop):
         """The evaluation row of effective step ``step``; the window sums start again."""
         t = self.timeline
         update = min(step * t.updates_per_step, t.n_updates - 1)  # the update in force at this step
-        loss, angle = self.window.close()
-        last = {"window_loss": loss, "window_angle": angle, "before": before, "grad_norm": grad_norm}
+        loss, angle, buffer_norm = self.window.close()
+        last = {"window_loss": loss, "window_angle": angle, "before": before, "grad_norm": grad_norm,
+                "buffer_norm": buffer_norm}  # fmt: skip
         lr, wd = float(self.schedule.lr[update]), float(self.schedule.wd[update])
         self.recorder.add_evaluation(self.model, step, step / t.steps_per_epoch, lr, wd, 2.0**self.scale.log2, last)
 
     def measure_noise(self, step: int) -> None:
         """Record G, N_B, N = tr Sigma_1 and B* at the current weights (gradient_noise.*)."""
-        row = self.noise.measure(self.model, self.trainable, F.cross_entropy, 2.0**-self.scale.log2, step)
+        row = self.noise.measure(self.model, self.trainable, F.cross_entropy, 2.0**-self.scale.log2, step,
+                                 self.scale.stored_norm() * 2.0**self.scale.log2)  # fmt: skip
         self.recorder.add_noise(step, row)
 
     @property
