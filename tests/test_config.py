@@ -2,6 +2,7 @@
 
 import copy
 
+import numpy as np
 import pytest
 import yaml
 
@@ -15,6 +16,7 @@ from lrdynamics.config import (
     schema_defaults,
 )
 from lrdynamics.engine.contract import RESERVED_NAMES
+from lrdynamics.engine.schedules import build_schedule, steps_per_epoch, total_steps
 
 
 def test_shipped_configs_validate():
@@ -25,6 +27,51 @@ def test_shipped_configs_validate():
     assert run["model"]["name"] == "preresnet32"
     assert run["schedule"]["milestones"] == [80, 120] and run["training"]["epochs"] == 160
     assert run["dataset_spec"]["source"] == "cifar10"
+
+
+def _paper_schedule(run: dict):
+    """The per-update LR and WD of a resolved paper run, and its steps per epoch."""
+    n_train = {"mnist": 60000, "cifar10": 50000}[run["dataset"]]
+    spe = steps_per_epoch(n_train, run["training"]["batch_size"], run["training"]["drop_last"])
+    n_steps = total_steps(run["training"]["epochs"], spe)
+    return build_schedule(run["schedule"], spe, n_steps, momentum=run["optimizer"]["momentum"]), spe
+
+
+def test_paper_equilibrium_experiments_are_the_papers():
+    """MNIST: the 4-layer normalized CNN, 3 histories with equal intrinsic LR from epoch 81 on,
+    500 seeds each, predictions on the whole test set. CIFAR-10: 5 histories that differ over
+    epochs 0-500 and are identical from then on, LR decayed and WD removed at epoch 1000."""
+    paper = load_config_file(REPO / "config" / "paper.yaml")
+    assert paper["figures"]["intrinsic_lr_equilibrium"]["experiments"] == ["eq_hist_a", "eq_hist_b", "eq_hist_c"]
+    histories, seeds = [], []
+    for name in ("eq_hist_a", "eq_hist_b", "eq_hist_c"):
+        (run,) = paper["runs"][name].values()
+        assert run["dataset_spec"]["source"] == "mnist" and run["dataset_spec"]["test_subset"] is None
+        assert run["model"]["name"] == "cnn4" and run["model"]["norm"] == "bn" and run["model"]["freeze_last_layer"]
+        assert run["optimizer"]["momentum"] == 0.0
+        assert run["training"]["ensemble"] == 500
+        assert run["evaluation"]["prediction_samples"] == 10000 and run["evaluation"]["test_samples"] is None
+        seeds.append(set(range(run["training"]["seed"], run["training"]["seed"] + 500)))
+        histories.append(_paper_schedule(run))
+    assert not (seeds[0] & seeds[1] or seeds[0] & seeds[2] or seeds[1] & seeds[2])  # independent samples
+    (a, spe), (b, _), (c, _) = histories
+    assert spe == 469
+    meet = 80 * spe  # the first update of epoch 81
+    for s in (a, b, c):
+        np.testing.assert_allclose(s.lr[meet:] * s.wd[meet:], a.lr[meet:] * a.wd[meet:], rtol=1e-12)
+    for s in (b, c):
+        assert (s.lr[:meet] * s.wd[:meet] > 5 * a.lr[:meet] * a.wd[:meet]).all()
+
+    cifar = [_paper_schedule(next(iter(paper["runs"][f"eq_cifar_{k}"].values()))) for k in range(1, 6)]
+    spe = cifar[0][1]
+    shared, decay = 500 * spe, 1000 * spe
+    for s, _ in cifar:
+        np.testing.assert_array_equal(s.lr[shared:], cifar[0][0].lr[shared:])
+        np.testing.assert_array_equal(s.wd[shared:], cifar[0][0].wd[shared:])
+        assert not s.wd[decay:].any() and s.wd[decay - 1] > 0  # WD removed at epoch 1000
+        np.testing.assert_allclose(s.lr[decay:], 0.1 * s.lr[decay - 1])
+    firsts = {(s.lr[0], s.wd[0]) for s, _ in cifar}
+    assert len(firsts) == 5  # five different histories before epoch 500
 
 
 def test_defaults_fill_every_run_key():
@@ -136,8 +183,8 @@ BAD_CONFIGS = [
     ("unknown norm", _with(BASE, ["run_defaults", "model", "norm"], "batchnorm"), ["model.norm", "bn, gn, ln, none"]),
     (
         "unknown dataset source",
-        _with(BASE, ["datasets", "synth", "source"], "mnist"),
-        ["datasets.synth.source", "fashion_mnist, cifar10, cifar100"],
+        _with(BASE, ["datasets", "synth", "source"], "svhn"),
+        ["datasets.synth.source", "fashion_mnist, mnist, cifar10, cifar100"],
     ),
     (
         "run names a dataset that is not declared",
@@ -160,6 +207,50 @@ BAD_CONFIGS = [
         ["schedule.milestones", "increasing"],
     ),
     ("milestones on a constant schedule", _with(BASE, ["run_defaults", "schedule", "milestones"], [1]), ["milestones"]),
+    (
+        "piecewise factors that do not match the milestones",
+        _with(BASE, ["experiments", "tiny", "schedule"], {"name": "piecewise", "milestones": [1], "lr_factors": [1.0]}),
+        ["schedule.lr_factors", "1 factors for 1 milestones", "one per piece (2)"],
+    ),
+    (
+        "piecewise factors on a step schedule",
+        _with(BASE, ["experiments", "tiny", "schedule"], {"name": "step", "milestones": [1], "wd_factors": [1.0, 0.0]}),
+        ["schedule.wd_factors", "only the piecewise schedule"],
+    ),
+    (
+        "a zero LR factor",
+        _with(
+            BASE, ["experiments", "tiny", "schedule"], {"name": "piecewise", "milestones": [1], "lr_factors": [1, 0]}
+        ),
+        ["schedule.lr_factors[1]", "0"],
+    ),
+    (
+        "a negative WD factor",
+        _with(
+            BASE, ["experiments", "tiny", "schedule"], {"name": "piecewise", "milestones": [1], "wd_factors": [1, -1]}
+        ),
+        ["schedule.wd_factors[1]", "-1"],
+    ),
+    (
+        "the exponential counterpart of a first piece without a root",  # BASE has momentum 0.9
+        _with(
+            BASE,
+            ["experiments", "tiny", "schedule"],
+            {
+                "name": "piecewise",
+                "milestones": [1],
+                "lr_factors": [10, 1],
+                "wd_factors": [100, 1],
+                "wd_as_exp_lr": True,
+            },
+        ),
+        ["experiments.tiny.schedule", "no positive real root for lr=1.0, wd=0.05"],
+    ),
+    (
+        "piecewise milestones past the end",
+        _with(BASE, ["experiments", "tiny", "schedule"], {"name": "piecewise", "milestones": [1, 5], "lr_factors": []}),
+        ["schedule.milestones", "[5]", "past the end"],
+    ),
     ("batch size 0", _with(BASE, ["run_defaults", "training", "batch_size"], 0), ["training.batch_size"]),
     ("epochs not a number", _with(BASE, ["run_defaults", "training", "epochs"], "ten"), ["training.epochs"]),
     ("bad device", _with(BASE, ["device"], "gpu"), ["device", "gpu"]),

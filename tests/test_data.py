@@ -23,8 +23,25 @@ DEBIAN_TRAIN_IMAGES = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-
 # --- helpers: writing the published formats -------------------------------------------
 
 
-def make_fashion_mnist(folder: Path, n_train: int = 50, n_test: int = 20, seed: int = 0, gz: bool = True) -> dict:
-    """Write the four Fashion-MNIST IDX files into ``folder``; return the arrays written."""
+# The four IDX files of MNIST and Fashion-MNIST, as published (names of the .gz downloads).
+IDX_NAMES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+CLASSES = {
+    "mnist": ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+    "fashion_mnist": [
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ],
+}  # fmt: skip
+IDX_SOURCES = ["fashion_mnist", "mnist"]
+# where torchvision's MNIST/FashionMNIST(root=<data_dir>/raw, download=True) put the files
+TORCHVISION_FOLDER = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST"}
+
+
+def make_idx_dataset(folder: Path, n_train: int = 50, n_test: int = 20, seed: int = 0, gz: bool = True) -> dict:
+    """Write the four IDX files of MNIST/Fashion-MNIST into ``folder``; return the arrays written."""
     rng = np.random.default_rng(seed)
     arrays = {
         "train": (
@@ -37,7 +54,7 @@ def make_fashion_mnist(folder: Path, n_train: int = 50, n_test: int = 20, seed: 
         ),
     }
     suffix = ".gz" if gz else ""
-    for split, (images_stem, labels_stem) in data.FASHION_MNIST_FILES.items():
+    for split, (images_stem, labels_stem) in IDX_NAMES.items():
         x, y = arrays[split]
         write_idx(folder / (images_stem + suffix), x)
         write_idx(folder / (labels_stem + suffix), y)
@@ -237,14 +254,15 @@ def test_read_idx_gzipped_non_idx(tmp_path):
         data.read_idx(path)
 
 
-# --- Fashion-MNIST ------------------------------------------------------------------------
+# --- MNIST and Fashion-MNIST (the same IDX files) ------------------------------------------
 
 
+@pytest.mark.parametrize("source", IDX_SOURCES)
 @pytest.mark.parametrize("gz", [True, False])
-def test_read_raw_fashion_mnist(tmp_path, no_debian, gz):
-    written = make_fashion_mnist(tmp_path / "raw" / "fashion_mnist", gz=gz)
-    raw = data.read_raw("fashion_mnist", tmp_path)
-    assert raw["classes"] == data.FASHION_MNIST_CLASSES
+def test_read_raw_idx_dataset(tmp_path, no_debian, source, gz):
+    written = make_idx_dataset(tmp_path / "raw" / source, gz=gz)
+    raw = data.read_raw(source, tmp_path)
+    assert raw["classes"] == CLASSES[source]
     for split in ("train", "test"):
         x, y = raw[split]
         assert x.shape == (len(written[split][0]), 1, 28, 28)
@@ -254,25 +272,38 @@ def test_read_raw_fashion_mnist(tmp_path, no_debian, gz):
         np.testing.assert_array_equal(y, written[split][1])
 
 
-def test_read_raw_fashion_mnist_torchvision_layout(tmp_path, no_debian):
-    # torchvision's download lands in raw/FashionMNIST/raw; that is the second location searched.
-    written = make_fashion_mnist(tmp_path / "raw" / "FashionMNIST" / "raw", n_train=10, n_test=10)
-    raw = data.read_raw("fashion_mnist", tmp_path)
+@pytest.mark.parametrize("source", IDX_SOURCES)
+def test_read_raw_idx_dataset_torchvision_layout(tmp_path, no_debian, source):
+    # torchvision's download lands in raw/<Class>/raw; that is the second location searched.
+    written = make_idx_dataset(tmp_path / "raw" / TORCHVISION_FOLDER[source] / "raw", n_train=10, n_test=10)
+    raw = data.read_raw(source, tmp_path)
     np.testing.assert_array_equal(raw["train"][0][:, 0], written["train"][0])
+    assert raw["classes"] == CLASSES[source]
 
 
-def test_read_raw_fashion_mnist_incomplete_folder_not_used(tmp_path, no_debian):
-    folder = tmp_path / "raw" / "fashion_mnist"
-    make_fashion_mnist(folder)
+@pytest.mark.parametrize("source", IDX_SOURCES)
+def test_read_raw_idx_dataset_incomplete_folder_not_used(tmp_path, no_debian, source):
+    folder = tmp_path / "raw" / source
+    make_idx_dataset(folder)
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DatasetError, match="not found"):
-        data.read_raw("fashion_mnist", tmp_path)
+        data.read_raw(source, tmp_path)
 
 
-def test_prepare_fashion_mnist(tmp_path, no_debian):
-    written = make_fashion_mnist(tmp_path / "raw" / "fashion_mnist", n_train=50, n_test=20)
+@pytest.mark.parametrize(("wanted", "other"), [("mnist", "fashion_mnist"), ("fashion_mnist", "mnist")])
+def test_idx_sources_do_not_read_each_others_files(tmp_path, no_debian, wanted, other):
+    # Same file names, different datasets: MNIST is never read from Fashion-MNIST's folders.
+    make_idx_dataset(tmp_path / "raw" / other)
+    make_idx_dataset(tmp_path / "raw" / TORCHVISION_FOLDER[other] / "raw")
+    with pytest.raises(DatasetError, match=f"dataset '{wanted}' not found"):
+        data.read_raw(wanted, tmp_path)
+
+
+@pytest.mark.parametrize("source", IDX_SOURCES)
+def test_prepare_idx_dataset(tmp_path, no_debian, source):
+    written = make_idx_dataset(tmp_path / "raw" / source, n_train=50, n_test=20)
     out = tmp_path / "out"
-    summary = data.prepare_dataset(spec("fashion_mnist"), tmp_path, out)
+    summary = data.prepare_dataset(spec(source), tmp_path, out)
     assert summary["train"]["n"] == 50 and summary["test"]["n"] == 20
     assert summary["train"]["shape"] == [1, 28, 28]
 
@@ -285,7 +316,7 @@ def test_prepare_fashion_mnist(tmp_path, no_debian):
         np.testing.assert_array_equal(rec["images"][:, 0].numpy(), written[split][0])
         assert rec["labels"].dtype == torch.int64
         np.testing.assert_array_equal(rec["labels"].numpy(), written[split][1].astype(np.int64))
-        assert rec["classes"] == data.FASHION_MNIST_CLASSES and len(rec["classes"]) == 10
+        assert rec["classes"] == CLASSES[source]
         assert isinstance(rec["sha256"], str) and len(rec["sha256"]) == 64
         assert rec["sha256"] == summary[split]["sha256"]
         assert rec["sha256"] == data.checksum(rec["images"], rec["labels"])
@@ -294,8 +325,29 @@ def test_prepare_fashion_mnist(tmp_path, no_debian):
         assert isinstance(rec["std"], list) and len(rec["std"]) == 1
         assert rec["mean"][0] == pytest.approx(train_x.mean(), rel=1e-9)
         assert rec["std"][0] == pytest.approx(train_x.std(ddof=1), rel=1e-9)
-        assert rec["spec"]["source"] == "fashion_mnist"
+        assert rec["spec"]["source"] == source
     assert not list(out.glob(".*tmp*")), "temporary files left behind"
+
+
+@pytest.mark.parametrize("source", IDX_SOURCES)
+def test_download_uses_torchvision_class_and_layout(tmp_path, no_debian, monkeypatch, source):
+    """download: true asks torchvision's own class for both splits, then reads its folder."""
+    torchvision_datasets = pytest.importorskip("torchvision.datasets")
+    calls = []
+    written = {}
+
+    class FakeDownload:  # stands in for torchvision.datasets.MNIST / FashionMNIST (no network)
+        def __init__(self, root, train, download):
+            calls.append((Path(root), train, download))
+            folder = Path(root) / TORCHVISION_FOLDER[source] / "raw"
+            if not written:
+                written.update(make_idx_dataset(folder, n_train=12, n_test=6, gz=False))
+
+    monkeypatch.setattr(torchvision_datasets, TORCHVISION_FOLDER[source], FakeDownload)
+    raw = data.read_raw(source, tmp_path, download=True)
+    assert calls == [(tmp_path / "raw", True, True), (tmp_path / "raw", False, True)]
+    np.testing.assert_array_equal(raw["test"][0][:, 0], written["test"][0])
+    assert raw["classes"] == CLASSES[source]
 
 
 # --- CIFAR ----------------------------------------------------------------------------------
@@ -415,12 +467,12 @@ def test_read_cifar_archive_not_gzip(tmp_path):
 # --- missing datasets ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("source", ["fashion_mnist", "cifar10", "cifar100"])
+@pytest.mark.parametrize("source", ["fashion_mnist", "mnist", "cifar10", "cifar100"])
 def test_missing_dataset_message(tmp_path, no_debian, source):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     locations = data.raw_locations(source, data_dir)
-    assert len(locations) >= 3
+    assert len(locations) >= (2 if source == "mnist" else 3)
     if source == "fashion_mnist":
         assert no_debian in locations
     for call in (
@@ -434,14 +486,26 @@ def test_missing_dataset_message(tmp_path, no_debian, source):
         for location in locations:
             assert str(location) in message
         assert "download: true" in message
-        if source == "fashion_mnist":
-            assert "apt-get install dataset-fashion-mnist" in message
-            assert "train-images-idx3-ubyte" in message
+        if source in IDX_SOURCES:
+            for stem in (name for pair in IDX_NAMES.values() for name in pair):
+                assert stem in message
+            assert str(data_dir / "raw" / source) in message
+            assert ("apt-get install dataset-fashion-mnist" in message) == (source == "fashion_mnist")
         else:
             folder, archive = data.CIFAR[source][:2]
             assert archive in message
             assert folder in message
     assert not (tmp_path / "out" / "train.pt").exists()
+
+
+def test_sources_are_declared_once_and_offered_by_the_schema():
+    from lrdynamics.config import load_schema
+    from lrdynamics.engine.facts import DATASET_SOURCES
+
+    mnist = DATASET_SOURCES["mnist"]
+    assert (mnist.n_train, mnist.n_test, mnist.channels, mnist.side, mnist.classes) == (60000, 10000, 1, 28, 10)
+    assert load_schema()["$defs"]["dataset"]["properties"]["source"]["enum"] == list(DATASET_SOURCES)
+    assert set(data.TORCHVISION_CLASS) == set(DATASET_SOURCES)  # every source can be downloaded
 
 
 def test_raw_locations_order(tmp_path):
@@ -455,6 +519,8 @@ def test_raw_locations_order(tmp_path):
         tmp_path / "raw" / "fashion_mnist",
         tmp_path / "raw" / "FashionMNIST" / "raw",
     ]
+    # no Debian package of MNIST: only our folder and torchvision's
+    assert data.raw_locations("mnist", tmp_path) == [tmp_path / "raw" / "mnist", tmp_path / "raw" / "MNIST" / "raw"]
 
 
 # --- stratified_subset ------------------------------------------------------------------------
@@ -516,7 +582,7 @@ def test_stratified_subset_full_and_too_large():
 
 
 def test_prepare_subset(tmp_path, no_debian):
-    written = make_fashion_mnist(tmp_path / "raw" / "fashion_mnist", n_train=50, n_test=20)
+    written = make_idx_dataset(tmp_path / "raw" / "fashion_mnist", n_train=50, n_test=20)
     out = tmp_path / "out"
     summary = data.prepare_dataset(spec("fashion_mnist", train_subset=30, test_subset=10, subset_seed=5), tmp_path, out)
     assert summary["train"]["n"] == 30 and summary["test"]["n"] == 10
@@ -537,7 +603,7 @@ def test_prepare_subset(tmp_path, no_debian):
 
 def test_prepare_resize(tmp_path, no_debian):
     folder = tmp_path / "raw" / "fashion_mnist"
-    written = make_fashion_mnist(folder, n_train=20, n_test=10)
+    written = make_idx_dataset(folder, n_train=20, n_test=10)
     images = written["train"][0].copy()
     images[0] = 123  # a constant image
     write_idx(folder / "train-images-idx3-ubyte.gz", images)
@@ -583,7 +649,7 @@ def test_resize_images_properties():
 
 @pytest.fixture
 def prepared(tmp_path, no_debian):
-    make_fashion_mnist(tmp_path / "raw" / "fashion_mnist", n_train=20, n_test=10)
+    make_idx_dataset(tmp_path / "raw" / "fashion_mnist", n_train=20, n_test=10)
     out = tmp_path / "out"
     data.prepare_dataset(spec("fashion_mnist"), tmp_path, out)
     return out
@@ -716,5 +782,5 @@ def test_real_fashion_mnist_debian(tmp_path):
     xt, yt = raw["test"]
     assert xt.shape == (10000, 1, 28, 28)
     np.testing.assert_array_equal(np.bincount(yt, minlength=10), np.full(10, 1000))
-    assert raw["classes"] == data.FASHION_MNIST_CLASSES
+    assert raw["classes"] == CLASSES["fashion_mnist"]
     assert 0.25 < x.mean() / 255 < 0.32  # Fashion-MNIST's well-known mean is about 0.286

@@ -122,3 +122,27 @@ def test_weight_layers_are_the_trainable_weight_tensors():
     layers = weight_layers(model)
     assert list(layers) == ["features.1.weight", "features.4.weight", "features.7.weight"]
     assert "classifier.weight" not in layers  # frozen
+
+
+def test_paper_mnist_model_is_the_4_layer_normalized_cnn():
+    """config/paper.yaml's MNIST histories: cnn4 with BN at its default width on 1x28x28."""
+    from conftest import REPO
+    from lrdynamics.config import load_config_file
+
+    (run,) = load_config_file(REPO / "config" / "paper.yaml")["runs"]["eq_hist_a"].values()
+    torch.manual_seed(0)
+    model = build_model(run["model"], (1, 28, 28), 10).to(torch.float64)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [(m.in_channels, m.out_channels, m.stride, m.bias) for m in convs] == [
+        (1, 32, (1, 1), None),
+        (32, 64, (2, 2), None),
+        (64, 128, (2, 2), None),
+    ]
+    assert _count(model, nn.BatchNorm2d) == 3 and all(
+        not m.affine for m in model.modules() if isinstance(m, nn.BatchNorm2d)
+    )
+    assert _count(model, nn.Linear) == 1 and not model.classifier.weight.requires_grad  # the 4th layer, frozen
+    assert len(weight_layers(model)) == 3
+    x, y = batch((1, 28, 28))
+    assert model(x).shape == (16, 10)
+    assert model.scale_invariant and scale_invariance_error(model, F.cross_entropy, x, y, 7.0) < 1e-10

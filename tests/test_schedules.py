@@ -93,3 +93,56 @@ def test_cosine_decay_target_and_intrinsic_lr():
     np.testing.assert_allclose(on_wd.wd, np.where(np.arange(100) < 50, 5e-4, 5e-5))
     matched = build_schedule({**SPEC, "lr": 0.4, "intrinsic_lr": 5e-4}, 10, 10, momentum=0.9)
     assert matched.lr[0] * matched.wd[0] / (1 - 0.9) == pytest.approx(5e-4)
+
+
+def test_piecewise_sets_lr_and_wd_per_piece():
+    spec = {
+        **SPEC,
+        "name": "piecewise",
+        "milestones": [2, 5],
+        "lr_factors": [4.0, 1.0, 0.1],
+        "wd_factors": [0.5, 1.0, 0.0],
+    }
+    s = build_schedule(spec, steps_in_epoch=10, n_steps=80)
+    piece = np.repeat([0, 1, 2], [20, 30, 30])  # from update round(m x 10) on, the next piece
+    np.testing.assert_allclose(s.lr, np.array([0.4, 0.1, 0.01])[piece], rtol=1e-15)
+    np.testing.assert_allclose(s.wd, np.array([2.5e-4, 5e-4, 0.0])[piece], rtol=1e-15)
+    assert not s.wd[50:].any()  # a factor 0 switches the WD off
+    # empty factor lists leave that side at lr/wd; milestones in steps too
+    lr_only = build_schedule({**spec, "wd_factors": [], "milestones": [3, 6], "unit": "step"}, 10, 8)
+    np.testing.assert_allclose(lr_only.lr, [0.4] * 3 + [0.1] * 3 + [0.01] * 2)
+    np.testing.assert_allclose(lr_only.wd, 5e-4)
+    # the step schedule is the piecewise one with factors factor^k on its decay target
+    step = build_schedule({**SPEC, "name": "step", "milestones": [2, 5]}, 10, 80)
+    same = build_schedule({**SPEC, "name": "piecewise", "milestones": [2, 5], "lr_factors": [1, 0.1, 0.01]}, 10, 80)
+    np.testing.assert_allclose(same.lr, step.lr, rtol=1e-15)
+    np.testing.assert_array_equal(same.wd, step.wd)
+    with pytest.raises(ValueError, match="2 factors for 3 pieces"):
+        build_schedule({**spec, "lr_factors": [1.0, 2.0]}, 10, 80)
+
+
+def test_piecewise_composes_with_intrinsic_lr_svag_and_warmup():
+    spec = {**SPEC, "name": "piecewise", "milestones": [1], "lr_factors": [2.0, 1.0], "wd_factors": [3.0, 1.0]}
+    matched = build_schedule({**spec, "intrinsic_lr": 1e-4}, 10, 20, momentum=0.5)
+    base_wd = 1e-4 * (1 - 0.5) / 0.1  # the WD that intrinsic_lr gives, then its factors
+    np.testing.assert_allclose(matched.wd, np.where(np.arange(20) < 10, 3 * base_wd, base_wd), rtol=1e-15)
+    svag = build_schedule(spec, 10, 20, svag=4)  # LR lr/l, the boundary at l times its step
+    assert len(svag) == 80
+    np.testing.assert_allclose(svag.lr, np.where(np.arange(80) < 40, 0.2 / 4, 0.1 / 4), rtol=1e-15)
+    np.testing.assert_allclose(svag.wd, np.where(np.arange(80) < 40, 1.5e-3, 5e-4), rtol=1e-15)
+    warm = build_schedule({**spec, "warmup": 1.0, "warmup_start": 0.01}, 10, 20)
+    assert warm.lr[0] == pytest.approx(0.2 * 0.01) and warm.lr[10] == pytest.approx(0.1)
+    # its exact exponential counterpart: no WD, and back to the reference once the WD is off
+    off = {**spec, "wd_factors": [1.0, 0.0], "wd_as_exp_lr": True}
+    exp = build_schedule(off, 10, 20, momentum=0.0)
+    assert not exp.wd.any()
+    assert exp.scale[11] == pytest.approx(exp.scale[20], rel=1e-15)  # c_t stops growing without WD
+    np.testing.assert_allclose(exp.lr[10:] / exp.scale[10:-1] ** 2, 0.1, rtol=1e-12)
+
+
+def test_schedule_names_match_the_schema():
+    from lrdynamics.config import load_schema
+    from lrdynamics.engine.schedules import SCHEDULE_NAMES
+
+    schedule = load_schema()["$defs"]["run"]["properties"]["schedule"]["properties"]
+    assert tuple(schedule["name"]["enum"]) == SCHEDULE_NAMES

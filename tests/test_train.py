@@ -104,6 +104,16 @@ def test_augmentation_and_step_decay_run(synth_data_dir, tmp_path):
     np.testing.assert_allclose(ds.learning_rate.values.ravel(), [0.1, 0.1, 0.01, 0.01, 0.01])
 
 
+def test_piecewise_schedule_is_what_the_run_applies(synth_data_dir, tmp_path):
+    pieces = {"name": "piecewise", "milestones": [0.5, 1.5], "lr_factors": [1, 4, 0.1], "wd_factors": [1, 0, 2]}
+    run = one_run(synth_data_dir, schedule=pieces, optimizer={"momentum": 0.0})
+    ds = train(run, tmp_path / "piecewise.nc", threads=1)
+    assert ds.attrs["status"] == "completed"
+    # steps 0, 6, 12, 18, 24 (12 per epoch): pieces from updates 6 and 18 on
+    np.testing.assert_allclose(ds.learning_rate.values.ravel(), [0.1, 0.4, 0.4, 0.01, 0.01], rtol=1e-12)
+    np.testing.assert_allclose(ds.weight_decay.values.ravel(), [5e-4, 0.0, 0.0, 1e-3, 1e-3], rtol=1e-12)
+
+
 def test_divergence_is_a_result_not_a_crash(synth_data_dir, tmp_path):
     run = one_run(synth_data_dir, model={"norm": "none"}, schedule={"lr": 1.0e6})
     ds = train(run, tmp_path / "div.nc", threads=1)

@@ -62,7 +62,7 @@ import bench_ensemble  # noqa: E402
 from benchmarking import ForeignLoad  # noqa: E402
 
 from lrdynamics.config import load_config  # noqa: E402
-from lrdynamics.engine.data import FASHION_MNIST_FILES, load_prepared, prepare_dataset, raw_locations  # noqa: E402
+from lrdynamics.engine.data import IDX_FILES, load_prepared, prepare_dataset, raw_locations  # noqa: E402
 from lrdynamics.engine.devices import resolve_device  # noqa: E402
 from lrdynamics.engine.models import build_model  # noqa: E402
 from lrdynamics.engine.schedules import steps_per_epoch  # noqa: E402
@@ -145,7 +145,7 @@ def torchvision_fashion_mnist_root(tmp: Path, data_dir: Path) -> Path:
         raise SystemExit("bench: Fashion-MNIST not found; run `make data` first")
     raw = tmp / "torchvision" / "FashionMNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    for images, labels in FASHION_MNIST_FILES.values():
+    for images, labels in IDX_FILES.values():
         for stem in (images, labels):
             gz, plain = source / (stem + ".gz"), source / stem
             with gzip.open(gz) if gz.is_file() else open(plain, "rb") as f, open(raw / stem, "wb") as out:

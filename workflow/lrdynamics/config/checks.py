@@ -8,7 +8,15 @@ from __future__ import annotations
 from lrdynamics.config.schema import ConfigError, config_error
 from lrdynamics.engine.adaptive import is_adaptive
 from lrdynamics.engine.facts import ARCHITECTURES, DATASET_SOURCES, channel_counts
-from lrdynamics.engine.schedules import alpha_root, base_wd, milestone_steps, steps_per_epoch, to_steps, total_steps
+from lrdynamics.engine.schedules import (
+    MILESTONE_SCHEDULES,
+    alpha_root,
+    base_wd,
+    milestone_steps,
+    steps_per_epoch,
+    to_steps,
+    total_steps,
+)
 from lrdynamics.studies import FIGURES, figure_experiments
 
 
@@ -81,17 +89,22 @@ def check_run(run: dict, config: dict, where: str) -> None:
         )
     problems += _check_optimizer(run, n_steps, spe, where)
     if sched["name"] == "exponential" or sched["wd_as_exp_lr"]:
+        momentum = run["optimizer"]["momentum"]
+        lr, wd = sched["lr"], base_wd(sched, momentum)
+        if sched["name"] == "piecewise":  # the root of the first piece
+            lr, wd = lr * (sched["lr_factors"] or [1.0])[0], wd * (sched["wd_factors"] or [1.0])[0]
         try:
-            alpha_root(sched["lr"], base_wd(sched, run["optimizer"]["momentum"]), run["optimizer"]["momentum"])
+            alpha_root(lr, wd, momentum)
         except ValueError as err:
             problems.append(f"{where}.schedule: {err}")
     _raise(problems)
 
 
 def _check_schedule(sched: dict, n_steps: int, spe: int, epochs: float, where: str) -> list[str]:
-    """Milestones increasing, inside the run, only where the schedule takes them."""
+    """Milestones increasing, inside the run, only where the schedule takes them; piecewise
+    factors one per piece, only with the piecewise schedule."""
     problems = []
-    if sched["name"] in ("step", "exponential"):
+    if sched["name"] in MILESTONE_SCHEDULES:
         steps = milestone_steps(sched, spe)
         if any(b <= a for a, b in zip(steps, steps[1:])):
             problems.append(f"{where}.schedule.milestones: must be increasing, got {sched['milestones']}")
@@ -102,7 +115,18 @@ def _check_schedule(sched: dict, n_steps: int, spe: int, epochs: float, where: s
                 f"training ({epochs} epochs = {n_steps} steps)"
             )
     elif sched["milestones"]:
-        problems.append(f"{where}.schedule.milestones: only the step and exponential schedules take milestones")
+        problems.append(
+            f"{where}.schedule.milestones: only the {', '.join(MILESTONE_SCHEDULES)} schedules take milestones"
+        )
+    n_pieces = len(sched["milestones"]) + 1
+    for key in ("lr_factors", "wd_factors"):
+        if sched[key] and sched["name"] != "piecewise":
+            problems.append(f"{where}.schedule.{key}: only the piecewise schedule takes {key}")
+        elif sched[key] and len(sched[key]) != n_pieces:
+            problems.append(
+                f"{where}.schedule.{key}: {len(sched[key])} factors for {len(sched['milestones'])} milestones; "
+                f"give one per piece ({n_pieces}), or [] for none"
+            )
     return problems
 
 

@@ -3,8 +3,9 @@
 Prepared files hold uint8 images (N, C, H, W), int64 labels, the class names, the
 per-channel mean/std of the training images and a SHA-256 checksum of the arrays,
 verified on every load. Raw files are read in their published on-disk formats (IDX for
-Fashion-MNIST, the pickled "python version" batches for CIFAR) from the places listed by
-``raw_locations``; torchvision downloads them when the dataset's ``download`` is true.
+MNIST and Fashion-MNIST, the pickled "python version" batches for CIFAR) from the places
+listed by ``raw_locations``; torchvision downloads them when the dataset's ``download`` is
+true.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from lrdynamics.engine.facts import DATASET_SOURCES
 from lrdynamics.engine.files import atomic_path
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-FASHION_MNIST_FILES = {
+# MNIST and Fashion-MNIST: the same IDX files under the same names (each may be .gz).
+IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
@@ -31,6 +33,8 @@ FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]  # fmt: skip
+MNIST_CLASSES = [str(digit) for digit in range(10)]
+IDX_CLASSES = {"fashion_mnist": FASHION_MNIST_CLASSES, "mnist": MNIST_CLASSES}
 CIFAR = {
     # source: (folder in the archive, archive name, train members, test member, meta, label key)
     "cifar10": (
@@ -50,7 +54,7 @@ CIFAR = {
         "fine_labels",
     ),
 }
-TORCHVISION_CLASS = {"fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
+TORCHVISION_CLASS = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 
 
 class DatasetError(RuntimeError):
@@ -90,9 +94,10 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def read_fashion_mnist(folder: Path) -> dict:
-    out = {"classes": FASHION_MNIST_CLASSES}
-    for split, (images, labels) in FASHION_MNIST_FILES.items():
+def read_idx_dataset(folder: Path, source: str) -> dict:
+    """Read MNIST or Fashion-MNIST (``source``) from the four IDX files in ``folder``."""
+    out = {"classes": IDX_CLASSES[source]}
+    for split, (images, labels) in IDX_FILES.items():
         x = read_idx(_find_idx(folder, images))
         y = read_idx(_find_idx(folder, labels))
         out[split] = (x[:, None, :, :], y.astype(np.int64))
@@ -140,27 +145,30 @@ def _read_cifar_from(open_member, source: str) -> dict:
 def raw_locations(source: str, data_dir: Path) -> list[Path]:
     """Places searched for the raw files of ``source``, in order."""
     data_dir, raw = Path(data_dir), Path(data_dir) / "raw"
-    if source == "fashion_mnist":
-        return [raw / "fashion_mnist", raw / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST]
+    if source in IDX_CLASSES:  # ours, then torchvision's download folder (and Debian's package)
+        debian = [DEBIAN_FASHION_MNIST] if source == "fashion_mnist" else []
+        return [raw / source, raw / TORCHVISION_CLASS[source] / "raw", *debian]
     folder, archive = CIFAR[source][:2]
     return [raw / folder, data_dir / folder, raw / archive, data_dir / archive]
 
 
 def _present(source: str, location: Path) -> bool:
-    if source == "fashion_mnist":
-        return location.is_dir() and all(
-            _find_idx(location, stem) for pair in FASHION_MNIST_FILES.values() for stem in pair
-        )
+    if source in IDX_CLASSES:
+        return location.is_dir() and all(_find_idx(location, stem) for pair in IDX_FILES.values() for stem in pair)
     return location.is_file() or (location / CIFAR[source][3]).is_file()
 
 
 def how_to_provide(source: str, data_dir: Path) -> str:
     raw = Path(data_dir) / "raw"
-    if source == "fashion_mnist":
+    if source in IDX_CLASSES:
+        debian = (
+            "install Debian's package (apt-get install dataset-fashion-mnist), or " if source == "fashion_mnist" else ""
+        )
+        names = ", ".join(f"{stem}[.gz]" for pair in IDX_FILES.values() for stem in pair)
         return (
-            "install Debian's package (apt-get install dataset-fashion-mnist), or place the four "
-            f"IDX files (train-images-idx3-ubyte[.gz], ...) in {raw / 'fashion_mnist'}, or set "
-            "`download: true` for this dataset on a machine with internet access"
+            f"{debian}place the four IDX files ({names}) in {raw / source} (or torchvision's "
+            f"{raw / TORCHVISION_CLASS[source] / 'raw'}), or set `download: true` for this dataset on a "
+            "machine with internet access"
         )
     folder, archive = CIFAR[source][:2]
     return (
@@ -175,7 +183,7 @@ def read_raw(source: str, data_dir: Path, download: bool = False) -> dict:
     locations = raw_locations(source, data_dir)
     for location in locations:
         if _present(source, location):
-            return read_fashion_mnist(location) if source == "fashion_mnist" else read_cifar(location, source)
+            return read_idx_dataset(location, source) if source in IDX_CLASSES else read_cifar(location, source)
     if download:
         import torchvision.datasets as tvd
 

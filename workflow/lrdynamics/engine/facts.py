@@ -28,6 +28,7 @@ DATASET_SOURCES = {
     d.name: d
     for d in (
         DatasetSource("fashion_mnist", 60000, 10000, 1, 28, 10),
+        DatasetSource("mnist", 60000, 10000, 1, 28, 10),
         DatasetSource("cifar10", 50000, 10000, 3, 32, 10),
         DatasetSource("cifar100", 50000, 10000, 3, 32, 100),
     )

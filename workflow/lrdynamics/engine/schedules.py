@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SCHEDULE_NAMES = ("constant", "step", "cosine", "exponential")
+SCHEDULE_NAMES = ("constant", "step", "cosine", "exponential", "piecewise")
+# The schedules that take milestones.
+MILESTONE_SCHEDULES = ("step", "exponential", "piecewise")
 
 
 def steps_per_epoch(n_train: int, batch_size: int, drop_last: bool) -> int:
@@ -119,6 +121,16 @@ def decays_passed(spec: dict, steps_in_epoch: int, t: np.ndarray) -> np.ndarray:
     return k
 
 
+def piece_factors(factors: list, n_pieces: int, piece: np.ndarray) -> np.ndarray:
+    """The multiplier of each update from a piecewise schedule's ``lr_factors`` or
+    ``wd_factors`` (``piece``: the milestones passed by each update; an empty list: 1)."""
+    if not factors:
+        return np.ones(len(piece))
+    if len(factors) != n_pieces:
+        raise ValueError(f"{len(factors)} factors for {n_pieces} pieces (one more than the milestones)")
+    return np.asarray(factors, dtype=np.float64)[piece]
+
+
 def base_wd(spec: dict, momentum: float) -> float:
     """The weight decay of a schedule; with ``intrinsic_lr`` set, lambda = lambda_e (1-gamma)/eta."""
     if spec["intrinsic_lr"] is not None:
@@ -153,8 +165,10 @@ def build_schedule(
     constant: lr, wd. step: the decay (``factor`` at each milestone) on ``decay_target``.
     cosine: ``decay_target`` follows (1 + cos(pi t/T))/2. exponential: the Exp LR
     lr*alpha^(-2t-1) of (lr, wd, momentum), WD 0, times ``factor`` at each milestone (the
-    paper's "instant decays"), momentum buffer from zero. ``wd_as_exp_lr`` replaces any of
-    them by its exact exponential counterpart (no WD; see ``exponential_counterpart``).
+    paper's "instant decays"), momentum buffer from zero. piecewise: piecewise constant,
+    lr*lr_factors[i] and wd*wd_factors[i] in piece i (from the i-th milestone on; an empty
+    list: 1 throughout). ``wd_as_exp_lr`` replaces any of them but exponential by its exact
+    exponential counterpart (no WD; see ``exponential_counterpart``).
 
     ``svag = l > 1`` gives the SVAG schedule (Li, Malladi & Arora 2021): ``l * n_steps``
     updates with LR lr/l, every boundary (milestone, cosine period) at l times its step, so
@@ -180,7 +194,12 @@ def build_schedule(
         instant_decays = float(spec["factor"]) ** decays_passed(spec, steps_in_epoch, t)
         lr = lr * alpha ** (-2.0 * s - 1.0) * instant_decays
         return Schedule(lr, np.zeros(n_updates))
-    if name == "step":
+    if name == "piecewise":
+        piece, n_pieces = decays_passed(spec, steps_in_epoch, t), len(spec["milestones"]) + 1
+        lr = lr * piece_factors(spec["lr_factors"], n_pieces, piece)
+        wd = wd * piece_factors(spec["wd_factors"], n_pieces, piece)
+        shape = np.ones(n_updates)
+    elif name == "step":
         shape = float(spec["factor"]) ** decays_passed(spec, steps_in_epoch, t)
     elif name == "cosine":
         shape = 0.5 * (1.0 + np.cos(np.pi * t / n_steps))
