@@ -1,13 +1,19 @@
 """Function-space distances, equilibrium detection, the log-log fit, predictions, the toy."""
 
+import json
+
 import numpy as np
 import pytest
 
 from lrdynamics.studies.intrinsic_lr.equilibrium import (
+    buffer_identity_weight_norm,
     equilibrium_angular_update,
     equilibrium_effective_lr,
     equilibrium_weight_norm,
+    first_crossing_after_peak,
     fit_loglog_slope,
+    half_distances,
+    half_weights,
     l1_distance,
     l1_noise_floor,
     label_distribution,
@@ -15,6 +21,7 @@ from lrdynamics.studies.intrinsic_lr.equilibrium import (
     time_to_equilibrium,
 )
 from lrdynamics.studies.intrinsic_lr.toy import (
+    noisy_sphere_sgd,
     scale_invariant_dataset,
     scale_invariant_gd,
     scale_invariant_loss_and_grad,
@@ -72,6 +79,112 @@ def test_equilibrium_predictions():
     norm = equilibrium_weight_norm(0.1, 5e-4, 0.0, sigma2=4.0)
     assert norm**4 == pytest.approx(0.1 * 4.0 / 1e-3)
     assert equilibrium_effective_lr(0.1, 5e-4, 0.0, 4.0) == pytest.approx(np.sqrt(2 * 0.1 * 5e-4) / 2.0)
+
+
+def test_half_distances_are_the_l1_of_disjoint_halves_and_match_their_floor():
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 3, (6, 2, 5)), rng.integers(0, 3, (6, 2, 5))  # (seed, step, sample)
+    d, f = half_distances(a, b, 3, half_weights(6, 0, rng), block_bytes=200)  # several input blocks
+    for t in range(2):
+        expected_d = (l1_distance(a[:3, t], b[3:, t], 3) + l1_distance(a[3:, t], b[:3, t], 3)) / 2
+        expected_f = (l1_distance(a[:3, t], a[3:, t], 3) + l1_distance(b[:3, t], b[3:, t], 3)) / 2
+        assert d[0, t] == pytest.approx(expected_d) and f[0, t] == pytest.approx(expected_f)
+    # Same distribution: E D = E F whatever the label probabilities, rare labels included,
+    # where a floor rescaled by 1/sqrt(2) would be too low.
+    probs = np.concatenate([rng.dirichlet(np.ones(10), 200), np.tile(np.eye(10)[0] * 0.97 + 0.003, (200, 1))])
+    draws = [np.stack([[rng.choice(10, p=q) for q in probs] for _ in range(64)])[:, None] for _ in range(2)]
+    d, f = half_distances(*draws, 10, half_weights(64, 0, rng))
+    assert d[0, 0] == pytest.approx(f[0, 0], rel=0.05)
+    # resamples keep the halves disjoint: every weight row sums to the half's size
+    w = half_weights(8, 50, rng)
+    assert w.shape == (51, 2, 4) and (w.sum(-1) == 4).all()
+
+
+def test_first_crossing_after_the_peak():
+    steps = np.arange(10)
+    floor = np.full(10, 0.1)
+    dist = np.array([0.1, 0.5, 0.4, 0.3, 0.2, 0.12, 0.09, 0.15, 0.08, 0.1])
+    t, ratio = first_crossing_after_peak(steps, dist, floor)
+    assert t == 6 and ratio == pytest.approx(5.0)  # the start (D = F: same init distribution) does not count
+    assert np.isnan(first_crossing_after_peak(steps, dist + 1, floor)[0])  # never reached
+
+
+def _relaxing_ensembles(rng, lr_e, steps, seeds=64, inputs=300, tau=None):
+    """Two starts' labels: each member draws from the shared equilibrium distribution, or,
+    with probability m(t) = exp(-t lr_e) (0 at step 0: the same init), from its start's own."""
+    shared, own = rng.dirichlet(np.ones(10) * 0.5, inputs), rng.dirichlet(np.ones(10) * 0.5, (2, inputs))
+    m = np.where(steps > 0, np.exp(-steps * (lr_e if tau is None else 1 / tau)), 0.0)
+    out = []
+    for start in range(2):
+        labels = np.empty((seeds, len(steps), inputs), np.int64)
+        for j, mt in enumerate(m):
+            p = (1 - mt) * shared + mt * own[start]
+            cum = p.cumsum(1)
+            labels[:, j] = (rng.random((seeds, inputs, 1)) > cum[None]).sum(-1).clip(max=9)
+        out.append(labels)
+    return out
+
+
+@pytest.mark.parametrize("scales_with_lr", [True, False])
+def test_function_space_slope_recovers_the_scaling_it_is_given(scales_with_lr):
+    """Synthetic ensembles whose starts merge at a rate ~ lr_e give a slope near -1, with a
+    CI that holds it; ones that merge at a fixed rate give a slope near 0 (the rule could
+    refute the conjecture)."""
+    import xarray as xr
+
+    from lrdynamics.studies.intrinsic_lr import equilibrium as eq
+
+    rng = np.random.default_rng(3)
+    lrs, steps = [0.01, 0.02, 0.04, 0.08], np.unique(np.round(np.geomspace(1, 1500, 60))).astype(int)
+    steps = np.concatenate([[0], steps])
+    runs = []
+    for lr_e in lrs:
+        for scale, labels in zip(
+            (0.25, 4.0), _relaxing_ensembles(rng, lr_e, steps, tau=None if scales_with_lr else 50)
+        ):
+            for k, member in enumerate(labels):
+                config = {"experiment": "s", "run": f"{lr_e}-{scale}-{k}", "optimizer": {"momentum": 0.0},
+                          "training": {"seed": k, "init_scale": scale}}  # fmt: skip
+                runs.append(xr.Dataset(
+                    {"test_predictions": (("step", "sample"), member),
+                     "learning_rate": ("step", np.full(len(steps), 0.1)),
+                     "weight_decay": ("step", np.full(len(steps), lr_e / 0.1))},
+                    coords={"step": steps, "epoch": ("step", steps / 100)},
+                    attrs={"config_json": json.dumps(config)}))  # fmt: skip
+    out = eq.function_space_scaling(runs, 10, n_boot=100)
+    slope, lo, hi = (float(out[k]) for k in ("function_space_slope", "function_space_slope_ci_low",
+                                              "function_space_slope_ci_high"))  # fmt: skip
+    assert np.isfinite(out.function_space_time).all()
+    if scales_with_lr:
+        assert slope == pytest.approx(-1, abs=0.15) and lo < -1 < hi
+    else:
+        assert slope == pytest.approx(0, abs=0.15) and not lo < -1 < hi
+
+
+def test_momentum_norm_predictions_on_the_noisy_sphere():
+    """The toy's truth: |w|^2 tr(Sigma_B) is known. With mild curvature the noise-trace norm
+    is right for momentum 0, 0.5 and 0.9, and so is the buffer identity; with a sharp valley
+    the identity stays exact while the |g_B|^2 estimate misses more as momentum grows, and
+    the noise-trace one (the SDE's) misses less (discrete SGD at gamma = 0 adds the signal)."""
+    lr, wd = 0.1, 1e-3
+    errors = {}
+    for curvature in (1.0, 300.0):
+        for gamma in (0.0, 0.5, 0.9):
+            r = noisy_sphere_sgd(lr, wd, gamma, 20000, curvature=curvature)
+            measured = np.sqrt(r["w2"])
+            errors[curvature, gamma] = {
+                "noise": measured / equilibrium_weight_norm(lr, wd, gamma, r["noise_sigma2"]) - 1,
+                "full": measured / equilibrium_weight_norm(lr, wd, gamma, r["g2w2"]) - 1,
+                "buffer": measured / buffer_identity_weight_norm(lr, wd, gamma, r["v2"]) - 1 if gamma else 0.0,
+                "angle": r["angle"] / equilibrium_angular_update(lr, wd, gamma) - 1,
+            }
+    for gamma in (0.0, 0.5, 0.9):
+        mild, sharp = errors[1.0, gamma], errors[300.0, gamma]
+        assert abs(mild["noise"]) < 0.02 and abs(mild["buffer"]) < 0.01 and abs(mild["angle"]) < 0.02
+        assert abs(sharp["buffer"]) < 0.01
+    assert errors[300.0, 0.9]["full"] < -0.05 < errors[300.0, 0.0]["full"]  # the |g_B|^2 estimate over-predicts
+    assert abs(errors[300.0, 0.9]["noise"]) < abs(errors[300.0, 0.9]["full"])
+    assert errors[300.0, 0.0]["noise"] > errors[300.0, 0.9]["noise"] > 0  # the SDE's under-prediction at gamma = 0
 
 
 def test_toy_gradient_is_exact_and_scale_invariant():
@@ -136,7 +249,7 @@ def test_equilibrium_analysis_and_figures_on_tiny_runs(synth_data_dir, tmp_path)
     evaluation = {"every": 3, "unit": "step", "prediction_samples": 40}
     seeds = {"training.seed": [0, 1]}
     histories = {
-        "a": runs("a", schedule={"wd": 5.0e-3}, evaluation=evaluation, grid=seeds),
+        "a": runs("a", schedule={"wd": 5.0e-3}, evaluation={**evaluation, "direction_anchor": 1}, grid=seeds),
         "b": runs(
             "b",
             schedule={"name": "step", "lr": 0.4, "wd": 5.0e-3, "milestones": [1], "factor": 0.25},
@@ -144,14 +257,21 @@ def test_equilibrium_analysis_and_figures_on_tiny_runs(synth_data_dir, tmp_path)
             grid=seeds,
         ),  # fmt: skip
     }
-    scaling = runs("s", evaluation={"every": 3, "unit": "step"},
-                   grid={"schedule.wd": [1.0e-2, 4.0e-2], "training.init_scale": [0.25, 4.0]})  # fmt: skip
+    noise = {"every": 1, "batches": 2}
+    scaling = runs("s", evaluation={"per_decade": 6, "prediction_samples": 40}, gradient_noise=noise,
+                   grid={"schedule.wd": [1.0e-2, 4.0e-2], "training.init_scale": [0.25, 4.0],
+                         "training.seed": [0, 1]})  # fmt: skip
     history_runs = [*histories["a"], *histories["b"]]
-    analysis = equilibrium_analysis(history_runs, scaling, [], metric="total_effective_lr", **RULE)
+    analysis = equilibrium_analysis(history_runs, scaling, [], metric="total_effective_lr", resamples=20, **RULE)
     assert check_contract(analysis.assign_attrs(config_json="{}", status="completed")) == []
-    assert analysis.l1_distance_to_reference.sel(schedule="a").max() == 0  # the reference vs itself
+    a = analysis.sel(schedule="a")  # the reference against itself: its own split-half floor
+    np.testing.assert_allclose(a.l1_distance_to_reference, a.l1_noise_floor)
+    assert "mixing_direction_distance" in analysis and (analysis.mixing_direction_distance[1:] > 0).all()
+    assert analysis.function_space_time.dims == ("intrinsic_lr",) and "function_space_slope" in analysis
+    s_runs = analysis.sel(run_id=[r for r in analysis.run_id.values if r.startswith("s/")])
+    assert np.isfinite(s_runs.weight_norm_predicted).all() and np.isfinite(s_runs.weight_norm_buffer_identity).all()
     assert list(analysis.intrinsic_lr.values) == pytest.approx([0.01, 0.04])
-    assert set(analysis.run_id.values) >= {"a/seed=0", "s/wd=0.04_init_scale=4.0"}
+    assert set(analysis.run_id.values) >= {"a/seed=0", "s/wd=0.04_init_scale=4.0_seed=1"}
     lr_e = analysis.run_intrinsic_lr.values  # = eta*lambda/(1-gamma), gamma = 0.9 here
     np.testing.assert_allclose(analysis.angular_update_predicted, np.sqrt(2 * lr_e * 0.1 / 1.9))
     assert (analysis.angular_update_measured > 0).all()

@@ -6,107 +6,167 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 
 from lrdynamics.figures.common import FigureInputs, long_frame, plt, save, sns, theme
 
 
+def _seed_bands(runs, variable: str):
+    """(epoch, mean, 10% and 90% quantiles over the seeds) of one experiment's runs."""
+    values = np.stack([r[variable].values.reshape(r.sizes["step"]) for r in runs])
+    return runs[0].epoch.values, values.mean(0), np.quantile(values, 0.1, 0), np.quantile(values, 0.9, 0)
+
+
+def _intrinsic_lr(ds) -> float:
+    run = json.loads(ds.attrs["config_json"])
+    return run["schedule"]["wd"] * run["schedule"]["lr"] / (1 - run["optimizer"]["momentum"])
+
+
 def plot_intrinsic_lr_equilibrium(inputs: FigureInputs, png, pdf=None) -> None:
-    """Histories converging: accuracy, norm, effective LR and l1 distance, mean over seeds."""
+    """Histories converging: accuracy, norm, effective LR (mean and 10-90% of seeds); the
+    function-space distance to the reference against its floor, with the time by the rule;
+    mixing vs equilibrium (the weights move on while the classifier distribution stays)."""
     experiments, titles, analysis = inputs.by_experiment, inputs.titles, inputs.analysis
-    frames = []
-    for name, runs in experiments.items():
-        df = long_frame(runs, ["test_accuracy", "total_weight_norm", "total_effective_lr"])
-        df["schedule"] = titles.get(name) or name
-        frames.append(df)
-    df = pd.concat(frames, ignore_index=True)
-    order = [titles.get(n) or n for n in experiments]
+    names = list(experiments)
+    colors = dict(zip(names, sns.color_palette(n_colors=len(names))))
     theme()
-    fig, axes = plt.subplots(1, 4, figsize=(21, 5), constrained_layout=True)
-    common = dict(x="epoch", hue="schedule", hue_order=order, errorbar=("pi", 100))
-    for ax, (name, ylabel, logy) in zip(
-        axes,
-        [
-            ("test_accuracy", "test accuracy", False),
-            ("total_weight_norm", "weight norm $\\|w\\|$", False),
-            ("total_effective_lr", "effective LR $\\eta/\\|w\\|^2$ (log)", True),
-        ],
-    ):
-        sns.lineplot(data=df, y=name, ax=ax, legend=ax is axes[0], **common)
+    fig, axes = plt.subplots(2, 3, figsize=(20, 10.5), constrained_layout=True)
+    panels = [
+        ("test_accuracy", "test accuracy", False),
+        ("total_weight_norm", "weight norm $\\|w\\|$", False),
+        ("total_effective_lr", "effective LR $\\eta/\\|w\\|^2$ (log)", True),
+    ]
+    for ax, (var, ylabel, logy) in zip(axes[0], panels):
+        for name, runs in experiments.items():
+            epoch, mean, lo, hi = _seed_bands(runs, var)
+            ax.plot(epoch, mean, color=colors[name], label=titles.get(name) or name)
+            ax.fill_between(epoch, lo, hi, color=colors[name], alpha=0.2, lw=0)
+        ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         if logy:
             ax.set_yscale("log")
-    axes[0].legend(fontsize=8, title=None, loc="lower right")
-    ax = axes[3]
-    names = list(experiments)
-    colors = sns.color_palette(n_colors=len(names))
-    for i, name in enumerate(names):
+    axes[0, 0].legend(fontsize=8, loc="lower right")
+    ax = axes[1, 0]
+    lines = []
+    for name in names[1:]:
         d = analysis.sel(schedule=name)
-        if i > 0:
-            ax.plot(d.epoch, d.l1_distance_to_reference, color=colors[i], label=f"{name} vs {names[0]}")
-        ax.plot(d.epoch, d.l1_noise_floor, color=colors[i], ls=":", label=f"{name}: noise floor")
-    ax.set_xlabel("epoch")
+        ax.plot(d.epoch, d.l1_distance_to_reference, color=colors[name], label=f"{name} vs {names[0]}")
+        ax.plot(d.epoch, d.l1_matched_floor, color=colors[name], ls=":", label=f"{name}: matched floor")
+        t, lo, hi = (float(d[k]) for k in ("history_equilibrium_step", "history_equilibrium_step_ci_low",
+                                           "history_equilibrium_step_ci_high"))  # fmt: skip
+        spe = float(d.step[1] / d.epoch[1])
+        ax.axvline(float(d.history_switch_step) / spe, color="grey", lw=0.8, ls="--")
+        if np.isfinite(t):
+            y = float(d.l1_matched_floor.sel(step=t))
+            ax.errorbar([t / spe], [y], xerr=[[(t - lo) / spe], [(min(hi, float(d.step[-1])) - t) / spe]], fmt="o",
+                        color=colors[name], capsize=4)  # fmt: skip
+        lines.append(f"{name}: equilibrium at step {t:g} [{lo:g}, {hi:g}] = "
+                     f"{float(d.history_equilibrium_relaxation_times):.1f}/$\\lambda_e$ after the switch; "
+                     f"after the switch {float(d.l1_distance_after_switch):.3f} vs floor "
+                     f"{float(d.l1_matched_floor.sel(step=d.history_switch_step, method='bfill')):.3f}")  # fmt: skip
+    ax.set_ylim(0, None)
+    ax.set_xlabel("epoch (dashed: the switch to the shared LR and WD)")
     ax.set_ylabel("mean l1 distance of label distributions")
+    ax.set_title("distance between disjoint halves of seeds; dot: first crossing of the floor (95% CI)", fontsize=9)
     ax.legend(fontsize=7)
-    n_seeds = min(len(r) for r in experiments.values())
+    ax = axes[1, 1]
+    if "mixing_direction_distance" in analysis:
+        lag = analysis.mixing_lag.values
+        ax.plot(lag, analysis.mixing_direction_distance, color="k", label="weights: |u(T+D) - u(T)|, u = w/|w|")
+        ax.fill_between(lag, analysis.mixing_direction_distance_low, analysis.mixing_direction_distance_high,
+                        color="k", alpha=0.15, lw=0)  # fmt: skip
+        ax.plot(lag, analysis.mixing_function_distance, color=colors[names[0]],
+                label="classifiers: l1 between label distributions at T and T+D")  # fmt: skip
+        ax.plot(lag, analysis.mixing_function_floor, color=colors[names[0]], ls=":", label="their noise floor")
+        ax.set_xlabel(f"D: steps after T = step {int(analysis.mixing_step[0])} ({names[0]})")
+        ax.set_ylabel("distance")
+        ax.legend(fontsize=8)
+        ax.set_title("mixing vs equilibrium: the weights keep moving, the distribution does not", fontsize=9)
+    else:
+        ax.text(0.5, 0.5, "no evaluation.direction_anchor: not recorded", ha="center", transform=ax.transAxes)
+    ax = axes[1, 2]
+    ax.axis("off")
+    floors = [f"{n}: split-half floor after the switch max {float(analysis.sel(schedule=n).l1_noise_floor.where(analysis.step >= analysis.sel(schedule=n).history_switch_step).max()):.3f}"  # noqa: E501
+              for n in names]  # fmt: skip
+    ax.text(0, 1, "\n".join(lines + floors), va="top", fontsize=9, wrap=True)
+    n_seeds = int(analysis.ensemble_seeds.min())
     heading = (
-        f"Different LR/WD histories, then the same LR and WD: one equilibrium ({n_seeds} seeds each; "
-        "band = min..max over seeds; dotted = distance between two halves of one schedule's seeds)"
+        f"Different LR/WD histories, then the same LR and WD: one equilibrium? ({n_seeds} seeds each; "
+        "bands: 10-90% of seeds)"
     )
     save(fig, png, pdf, title=heading)
 
 
 def plot_equilibrium_time_scaling(inputs: FigureInputs, png, pdf=None) -> None:
-    """Left: the metric's curves per intrinsic LR. Right: time to equilibrium, log-log, fit."""
+    """Function-space distance of the two starts against its floor per intrinsic LR; the
+    norm's relaxation; times against the intrinsic LR, log-log, both measures, the fit."""
     runs, analysis, title = inputs.runs, inputs.analysis, inputs.title
     metric = analysis.attrs["equilibrium_metric"]
-    frames = []
+    lrs = analysis.intrinsic_lr.values
+    colors = dict(zip(lrs, sns.color_palette("viridis", n_colors=len(lrs))))
+    theme()
+    fig, axes = plt.subplots(1, 3, figsize=(21, 5.8), constrained_layout=True)
+    ax = axes[0]
+    if "function_space_distance" in analysis:
+        step = analysis.scaling_step.values
+        for x in lrs:
+            d = analysis.sel(intrinsic_lr=x)
+            ax.plot(np.maximum(step, 1), d.function_space_distance, color=colors[x], label=f"$\\lambda_e$ = {x:.2g}")
+            ax.plot(np.maximum(step, 1), d.function_space_floor, color=colors[x], ls=":")
+            t = float(d.function_space_time)
+            if np.isfinite(t):
+                ax.plot([t], [float(d.function_space_floor.sel(scaling_step=t))], "o", color=colors[x])
+        ax.set_xscale("log")
+        ax.set_xlabel("step (log; step 0 drawn at 1)")
+        ax.set_ylabel("mean l1 distance of label distributions")
+        ax.set_title("starts x4 vs x1/4, disjoint halves of seeds (solid) vs floor (dotted); dot: crossing",
+                     fontsize=9)  # fmt: skip
+        ax.legend(fontsize=8)
+    ax = axes[1]
+    groups: dict = {}
     for ds in runs:
         run = json.loads(ds.attrs["config_json"])
-        part = long_frame([ds], [metric])
-        part["intrinsic LR"] = (
-            f"{run['schedule']['wd'] * run['schedule']['lr'] / (1 - run['optimizer']['momentum']):.2g}"
-        )
-        part["start"] = f"weights x{run['training']['init_scale']:g}"
-        frames.append(part)
-    df = pd.concat(frames, ignore_index=True)
-    theme()
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5.2), constrained_layout=True)
-    order = sorted(df["intrinsic LR"].unique(), key=float)
-    sns.lineplot(data=df, x="epoch", y=metric, hue="intrinsic LR", hue_order=order, style="start", units="seed",
-                 estimator=None, ax=axes[0], lw=1)  # fmt: skip
-    axes[0].set_yscale("log")
-    axes[0].set_ylabel(metric.replace("_", " ") + " (log)")
-    ax = axes[1]
-    x = analysis.intrinsic_lr.values
-    mean = analysis.time_to_equilibrium_mean.values
-    lo, hi = analysis.time_to_equilibrium_lower.values, analysis.time_to_equilibrium_upper.values
-    ax.errorbar(x, mean, yerr=[mean - lo, hi - mean], fmt="o", capsize=4, label="mean over seeds (bar: min..max)")
-    slope, ci = float(analysis.slope), (float(analysis.slope_ci_low), float(analysis.slope_ci_high))
-    if np.isfinite(slope):
-        xs = np.geomspace(x.min(), x.max(), 50)
-        ax.plot(
-            xs,
-            np.exp(float(analysis.intercept)) * xs**slope,
-            label=f"fit: slope {slope:.2f} (95% CI {ci[0]:.2f}..{ci[1]:.2f})",
-        )
-        ref = np.nanmean(np.log(mean) + np.log(x))
-        ax.plot(xs, np.exp(ref) / xs, ls="--", color="grey", label="slope -1 (Fast Equilibrium Conjecture)")
-    if np.isfinite(mean).any():
+        groups.setdefault((_intrinsic_lr(ds), run["training"]["init_scale"]), []).append(ds)
+    for (x, scale), members in sorted(groups.items()):
+        epoch, mean, lo, hi = _seed_bands(members, metric)
+        ax.plot(epoch, mean, color=colors.get(x, "k"), ls="-" if scale < 1 else "--", lw=1.2,
+                label=f"$\\lambda_e$ = {x:.2g}, weights x{scale:g}")  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric.replace("_", " ") + " (log), mean over seeds")
+    ax.set_title("the norm's relaxation (a second, different measure)", fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    ax = axes[2]
+    if "function_space_time" in analysis:
+        t = analysis.function_space_time.values
+        lo, hi = analysis.function_space_time_ci_low.values, analysis.function_space_time_ci_high.values
+        top = np.where(np.isfinite(hi), hi, np.nanmax(analysis.scaling_step.values))
+        ax.errorbar(lrs, t, yerr=[t - lo, top - t], fmt="o", capsize=4, color="C0",
+                    label="function space: first crossing of the floor (95% bootstrap CI over seeds)")  # fmt: skip
+        slope = float(analysis.function_space_slope)
+        if np.isfinite(slope):
+            xs = np.geomspace(lrs.min(), lrs.max(), 50)
+            ax.plot(xs, np.exp(float(analysis.function_space_intercept)) * xs**slope, color="C0",
+                    label=f"fit: slope {slope:.2f} (95% CI {float(analysis.function_space_slope_ci_low):.2f}.."
+                          f"{float(analysis.function_space_slope_ci_high):.2f})")  # fmt: skip
+            ref = np.nanmean(np.log(t) + np.log(lrs))
+            ax.plot(xs, np.exp(ref) / xs, ls="--", color="grey", label="slope -1 (Fast Equilibrium Conjecture)")
+    mean = analysis.norm_relaxation_time_mean.values
+    nlo, nhi = analysis.norm_relaxation_time_lower.values, analysis.norm_relaxation_time_upper.values
+    ax.errorbar(lrs * 1.04, mean, yerr=[mean - nlo, nhi - mean], fmt="s", capsize=3, color="C3", mfc="none",
+                label=f"norm relaxation ({metric.replace('_', ' ')} of the starts within "
+                      f"{analysis.attrs['equilibrium_tolerance']:.0%}; mean, min..max over seeds): slope "
+                      f"{float(analysis.norm_relaxation_slope):.2f}")  # fmt: skip
+    if np.isfinite(mean).any() or ("function_space_time" in analysis and np.isfinite(t).any()):
         ax.set_xscale("log")
         ax.set_yscale("log")
     else:  # a result, not a crash: say it on the figure
-        ax.text(0.5, 0.5, "no seed pair reached equilibrium", transform=ax.transAxes, ha="center")
+        ax.text(0.5, 0.5, "no start pair reached equilibrium", transform=ax.transAxes, ha="center")
     ax.set_xlabel("intrinsic LR $\\eta\\lambda/(1-\\gamma)$")
     ax.set_ylabel("steps to equilibrium")
-    ax.legend(fontsize=8)
-    reached = int(analysis.seeds_reached.sum())
-    total = len(runs) // 2
-    heading = (
-        f"{title}\nequilibrium: first step at which the two starts' {metric.replace('_', ' ')} agree within "
-        f"{analysis.attrs['equilibrium_tolerance']:.0%} (and still do at the end); "
-        f"{reached}/{total} seed pairs reached it"
-    )
+    ax.legend(fontsize=7)
+    seeds = int(analysis.function_space_seeds.min()) if "function_space_seeds" in analysis else len(runs) // 2
+    heading = (f"{title}\nfunction space: first step after the peak at which the distance between the starts' label "
+               f"distributions falls to the noise floor ({seeds} seeds per start)")  # fmt: skip
     save(fig, png, pdf, title=heading)
 
 
@@ -139,30 +199,51 @@ def plot_small_lr_generalization(inputs: FigureInputs, png, pdf=None) -> None:
     save(fig, png, pdf, title=f"{title}\nmean over seeds; band = min..max")
 
 
+def _within(measured, predicted, tolerance: float = 0.15) -> int:
+    return int((np.abs(measured / predicted - 1) <= tolerance).sum())
+
+
 def plot_angular_update(inputs: FigureInputs, png, pdf=None) -> None:
-    """Measured equilibrium angular update per run against sqrt(2 eta lambda/(1+gamma))."""
+    """Measured equilibrium angular update and weight norm per run (and ensemble member)
+    against their predictions: sqrt(2 eta lambda/(1+gamma)), and the norm from the noise
+    trace (the older full-gradient estimate in grey)."""
     analysis = inputs.analysis
-    d = analysis[["angular_update_measured", "angular_update_predicted", "reached_equilibrium"]].to_dataframe()
-    d = d.dropna(subset=["angular_update_predicted"]).reset_index()
+    names = ["angular_update_measured", "angular_update_predicted", "weight_norm_measured", "weight_norm_predicted",
+             "weight_norm_predicted_full_gradient", "reached_equilibrium"]  # fmt: skip
+    d = analysis[names].to_dataframe().reset_index()
+    d = d.dropna(subset=["angular_update_predicted"])
     d["experiment"] = d["run_id"].str.split("/").str[0]
     d["equilibrium"] = np.where(d["reached_equilibrium"].astype(bool), "reached", "not reached")
     theme()
-    fig, ax = plt.subplots(figsize=(7.5, 6.5), constrained_layout=True)
-    sns.scatterplot(data=d, x="angular_update_predicted", y="angular_update_measured", hue="experiment",
-                    style="equilibrium", style_order=["reached", "not reached"], s=60, ax=ax)  # fmt: skip
-    lim = np.array([d[["angular_update_predicted", "angular_update_measured"]].min().min() * 0.7,
-                    d[["angular_update_predicted", "angular_update_measured"]].max().max() * 1.4])  # fmt: skip
-    ax.plot(lim, lim, color="k", lw=1, label="measured = predicted")
-    ax.fill_between(lim, lim * 0.85, lim * 1.15, color="grey", alpha=0.2, label="±15%")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("predicted $\\sqrt{2\\eta\\lambda/(1+\\gamma)}$ (rad)")
-    ax.set_ylabel("measured angular update per step, late mean (rad)")
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(15, 6.5), constrained_layout=True)
     ok = d[d["equilibrium"] == "reached"]
-    within = int((np.abs(ok["angular_update_measured"] / ok["angular_update_predicted"] - 1) <= 0.15).sum())
-    ax.set_title(f"{within}/{len(ok)} runs at equilibrium within 15% of the prediction", fontsize=10)
-    save(fig, png, pdf)
+    for ax, (x, y, label) in zip(axes, [("angular_update_predicted", "angular_update_measured", "angular update"),
+                                        ("weight_norm_predicted", "weight_norm_measured", "weight norm")]):  # fmt: skip
+        if x == "weight_norm_predicted":
+            full = d.dropna(subset=["weight_norm_predicted_full_gradient"])
+            ax.scatter(full["weight_norm_predicted_full_gradient"], full[y], s=6, color="grey", alpha=0.3,
+                       label="older estimate from |g_B|^2 (biased with momentum)")  # fmt: skip
+        shown = d.dropna(subset=[x])
+        sns.scatterplot(data=shown, x=x, y=y, hue="experiment", style="equilibrium", style_order=["reached",
+                        "not reached"], s=14, alpha=0.6, linewidth=0, ax=ax)  # fmt: skip
+        values = d[[x, y]].to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        lim = np.array([values.min() * 0.7, values.max() * 1.4]) if len(values) else np.array([0.1, 1.0])
+        ax.plot(lim, lim, color="k", lw=1, label="measured = predicted")
+        ax.fill_between(lim, lim * 0.85, lim * 1.15, color="grey", alpha=0.2, label="±15%")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+        reached = ok.dropna(subset=[x])
+        ax.set_title(f"{label}: {_within(reached[y], reached[x])}/{len(reached)} runs at equilibrium within 15% "
+                     "of the prediction", fontsize=10)  # fmt: skip
+    axes[0].set_xlabel("predicted $\\sqrt{2\\eta\\lambda/(1+\\gamma)}$ (rad)")
+    axes[0].set_ylabel("measured angular update per step, late mean (rad)")
+    axes[1].set_xlabel(
+        "predicted $(\\eta/(1-\\gamma)\\,\\|w\\|^2 \\mathrm{tr}\\Sigma_B / 2\\lambda)^{1/4}$ (noise trace)"
+    )
+    axes[1].set_ylabel("measured weight norm, late mean")
+    save(fig, png, pdf, title="Equilibrium predictions, per run and ensemble member (late: the last 20% of the steps)")
 
 
 def plot_scale_invariant_toy(inputs: FigureInputs, png, pdf=None) -> None:

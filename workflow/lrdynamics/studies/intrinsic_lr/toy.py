@@ -51,3 +51,43 @@ def scale_invariant_dataset(lr: float, wds: list[float], steps: int) -> xr.Datas
             "lr": lr,
         },
     )
+
+
+def noisy_sphere_sgd(lr: float, wd: float, momentum: float, steps: int, dim: int = 30, noise: float = 1.0,
+                     curvature: float = 0.0, seed: int = 0) -> dict:  # fmt: skip
+    """PyTorch-style SGD (coupled WD, momentum buffer v) on a scale-invariant loss with
+    known noise, where the equilibrium predictions of ``equilibrium`` can be checked.
+
+    The loss is L(w) = curvature/2 * |u_S|^2, u = w/|w| and S the first half of the
+    coordinates (a valley of sharpness ``curvature`` on the unit sphere); the minibatch
+    gradient is its gradient plus noise xi/|w|, both projected orthogonal to w (xi ~ N(0,
+    noise^2 I)): every gradient is orthogonal to w and scales as 1/|w|, as a normalized
+    net's, and |w|^2 tr(Sigma_B) = noise^2 (dim - 1) exactly (the signal's share of
+    |g_B|^2 grows with ``curvature``). Returns the time averages over the second half of
+    the steps of |w|^2, |v|^2, the per-step angle and |w|^2 |g_B|^2 (``g2w2``), and the
+    true ``noise_sigma2`` = |w|^2 tr(Sigma_B).
+    """
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=dim)
+    v = np.zeros(dim)
+    sharp = np.arange(dim) < dim // 2
+    keep = {k: 0.0 for k in ("w2", "v2", "angle", "g2w2")}
+    count = 0
+    for t in range(steps):
+        norm2 = w @ w
+        u = w / np.sqrt(norm2)
+        grad = np.where(sharp, curvature * u, 0.0) + rng.normal(0, noise, dim)
+        grad = (grad - (grad @ u) * u) / np.sqrt(norm2)  # orthogonal to w, ~ 1/|w|
+        v = momentum * v + grad + wd * w
+        new = w - lr * v
+        if t >= steps // 2:
+            count += 1
+            keep["w2"] += new @ new
+            keep["v2"] += v @ v
+            keep["g2w2"] += (grad @ grad) * norm2
+            cos = np.clip(new @ w / np.sqrt((new @ new) * norm2), -1.0, 1.0)
+            keep["angle"] += np.arccos(cos)
+        w = new
+    out = {k: x / count for k, x in keep.items()}
+    out["noise_sigma2"] = noise**2 * (dim - 1)
+    return out
