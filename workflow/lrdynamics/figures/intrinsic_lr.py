@@ -8,6 +8,7 @@ import json
 import numpy as np
 
 from lrdynamics.figures.common import FigureInputs, long_frame, plt, save, sns, theme
+from lrdynamics.studies.intrinsic_lr.equilibrium import floor_at_switch
 
 
 def _seed_bands(runs, variable: str):
@@ -57,12 +58,12 @@ def plot_intrinsic_lr_equilibrium(inputs: FigureInputs, png, pdf=None) -> None:
         ax.axvline(float(d.history_switch_step) / spe, color="grey", lw=0.8, ls="--")
         if np.isfinite(t):
             y = float(d.l1_matched_floor.sel(step=t))
-            ax.errorbar([t / spe], [y], xerr=[[(t - lo) / spe], [(min(hi, float(d.step[-1])) - t) / spe]], fmt="o",
-                        color=colors[name], capsize=4)  # fmt: skip
+            err = np.clip([[t - lo], [min(hi, float(d.step[-1])) - t]], 0, None) / spe  # a CI may miss the point
+            ax.errorbar([t / spe], [y], xerr=err, fmt="o", color=colors[name], capsize=4)
         lines.append(f"{name}: equilibrium at step {t:g} [{lo:g}, {hi:g}] = "
                      f"{float(d.history_equilibrium_relaxation_times):.1f}/$\\lambda_e$ after the switch; "
-                     f"after the switch {float(d.l1_distance_after_switch):.3f} vs floor "
-                     f"{float(d.l1_matched_floor.sel(step=d.history_switch_step, method='bfill')):.3f}")  # fmt: skip
+                     f"at the switch {float(d.l1_distance_after_switch):.3f} vs floor "
+                     f"{floor_at_switch(d):.3f}")  # fmt: skip
     ax.set_ylim(0, None)
     ax.set_xlabel("epoch (dashed: the switch to the shared LR and WD)")
     ax.set_ylabel("mean l1 distance of label distributions")
@@ -85,8 +86,9 @@ def plot_intrinsic_lr_equilibrium(inputs: FigureInputs, png, pdf=None) -> None:
         ax.text(0.5, 0.5, "no evaluation.direction_anchor: not recorded", ha="center", transform=ax.transAxes)
     ax = axes[1, 2]
     ax.axis("off")
-    floors = [f"{n}: split-half floor after the switch max {float(analysis.sel(schedule=n).l1_noise_floor.where(analysis.step >= analysis.sel(schedule=n).history_switch_step).max()):.3f}"  # noqa: E501
-              for n in names]  # fmt: skip
+    shared_from = float(analysis.epoch.sel(step=analysis.history_switch_step.max(), method="bfill"))
+    floors = [f"{n}: split-half floor from epoch {shared_from:g} on <= "
+              f"{float(analysis.sel(schedule=n).l1_noise_floor_after_switch):.3f}" for n in names]  # fmt: skip
     ax.text(0, 1, "\n".join(lines + floors), va="top", fontsize=9, wrap=True)
     n_seeds = int(analysis.ensemble_seeds.min())
     heading = (
@@ -140,7 +142,7 @@ def plot_equilibrium_time_scaling(inputs: FigureInputs, png, pdf=None) -> None:
         t = analysis.function_space_time.values
         lo, hi = analysis.function_space_time_ci_low.values, analysis.function_space_time_ci_high.values
         top = np.where(np.isfinite(hi), hi, np.nanmax(analysis.scaling_step.values))
-        ax.errorbar(lrs, t, yerr=[t - lo, top - t], fmt="o", capsize=4, color="C0",
+        ax.errorbar(lrs, t, yerr=np.clip([t - lo, top - t], 0, None), fmt="o", capsize=4, color="C0",
                     label="function space: first crossing of the floor (95% bootstrap CI over seeds)")  # fmt: skip
         slope = float(analysis.function_space_slope)
         if np.isfinite(slope):

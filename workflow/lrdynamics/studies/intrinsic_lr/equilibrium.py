@@ -404,6 +404,7 @@ def function_space_distances(groups: dict[str, list[xr.Dataset]], n_classes: int
     after = np.searchsorted(steps, switch)  # the first evaluation at or after the switch
     at_switch = np.array([dist[i, min(a, len(steps) - 1)] for i, a in enumerate(after)])
     units = (t_eq - switch) * lr_e
+    shared = steps >= switch.max()  # every history at the shared LR and WD
     out = xr.Dataset(
         {
             "l1_distance_to_reference": (("schedule", "step"), dist),
@@ -416,6 +417,7 @@ def function_space_distances(groups: dict[str, list[xr.Dataset]], n_classes: int
             "history_switch_step": ("schedule", switch),
             "history_equilibrium_relaxation_times": ("schedule", units),
             "l1_distance_after_switch": ("schedule", at_switch),
+            "l1_noise_floor_after_switch": ("schedule", own_floor[:, shared].max(1)),
             "ensemble_seeds": ("schedule", [len(preds[n][2]) for n in names]),
         },
         coords={"schedule": names, "step": steps, "epoch": ("step", epoch)},
@@ -442,6 +444,7 @@ def function_space_distances(groups: dict[str, list[xr.Dataset]], n_classes: int
         ("history_equilibrium_relaxation_times", "(equilibrium step - switch step) x final intrinsic LR"),
         ("l1_distance_after_switch", "l1_distance_to_reference at the first evaluation at or after the switch"),
         ("ensemble_seeds", "seeds in the schedule's ensemble"),
+        ("l1_noise_floor_after_switch", "largest l1_noise_floor from the last history's switch on"),
     ]:
         out[name].attrs.update(long_name=long_name, units="1")
     return out
@@ -688,6 +691,11 @@ def _range(values) -> str:
     return f"{values.min():.3f}..{values.max():.3f}" if len(values) else "n/a"
 
 
+def floor_at_switch(history: xr.Dataset) -> float:
+    """A history's matched floor at the first evaluation at or after its switch."""
+    return float(history.l1_matched_floor.sel(step=history.history_switch_step, method="bfill"))
+
+
 def summary(analysis: xr.Dataset) -> list[str]:
     """The fitted slopes, the histories' times, and per experiment the runs at equilibrium's
     measured/predicted ratios (range over runs and members)."""
@@ -705,12 +713,16 @@ def summary(analysis: xr.Dataset) -> list[str]:
                      f"{float(analysis.norm_relaxation_slope_ci_low):.3f} .. "
                      f"{float(analysis.norm_relaxation_slope_ci_high):.3f}); a second, different measure")  # fmt: skip
     if "history_equilibrium_step" in analysis:
+        lines.append(f"{analysis.schedule.values[0]} (reference): split-half floor after the switch <= "
+                     f"{float(analysis.l1_noise_floor_after_switch[0]):.3f}")  # fmt: skip
         for name in analysis.schedule.values[1:]:
             h = analysis.sel(schedule=name)
             lines.append(f"{name}: function-space equilibrium at step {float(h.history_equilibrium_step):g} "
                          f"({float(h.history_equilibrium_relaxation_times):.2f} x 1/lambda_e after the switch); "
-                         f"floor max {float(h.l1_noise_floor.max()):.3f}; distance after the switch "
-                         f"{float(h.l1_distance_after_switch):.3f}")  # fmt: skip
+                         f"split-half floor after the switch <= {float(h.l1_noise_floor_after_switch):.3f}; "
+                         f"distance at the switch {float(h.l1_distance_after_switch):.3f} = "
+                         f"{float(h.l1_distance_after_switch) / floor_at_switch(h):.1f}x the matched "
+                         "floor")  # fmt: skip
     experiment = np.array([str(r).split("/")[0] for r in analysis.run_id.values])
     reached = analysis.reached_equilibrium.values.astype(bool)
     for name in dict.fromkeys(experiment):
