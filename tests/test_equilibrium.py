@@ -234,6 +234,7 @@ def test_equilibrium_analysis_and_figures_on_tiny_runs(synth_data_dir, tmp_path)
         plot_angular_update,
         plot_equilibrium_time_scaling,
         plot_intrinsic_lr_equilibrium,
+        plot_random_schedules_equilibrium,
         plot_scale_invariant_toy,
         plot_small_lr_generalization,
     )
@@ -282,6 +283,7 @@ def test_equilibrium_analysis_and_figures_on_tiny_runs(synth_data_dir, tmp_path)
     plot_intrinsic_lr_equilibrium(FigureInputs(history_runs, {"a": "", "b": ""}, equilibrium), tmp_path / "h.png")
     plot_equilibrium_time_scaling(FigureInputs(scaling, {"s": ""}, equilibrium), tmp_path / "s.png")
     plot_small_lr_generalization(FigureInputs(history_runs, {"a": "", "b": ""}), tmp_path / "l.png")
+    plot_random_schedules_equilibrium(FigureInputs(history_runs, {"a": "", "b": ""}), tmp_path / "r.png")
     plot_angular_update(FigureInputs(analyses=equilibrium), tmp_path / "u.png")
     plot_scale_invariant_toy(FigureInputs(analyses={"scale_invariant_toy": toy}), tmp_path / "t.png")
-    assert all((tmp_path / f).stat().st_size > 20_000 for f in ("h.png", "s.png", "l.png", "u.png", "t.png"))
+    assert all((tmp_path / f).stat().st_size > 20_000 for f in ("h.png", "s.png", "l.png", "u.png", "t.png", "r.png"))

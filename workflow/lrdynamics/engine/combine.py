@@ -19,9 +19,17 @@ def combine_runs(runs: list[xr.Dataset]) -> xr.Dataset:
     lengths (a diverged one) are padded with NaN (``join="outer"``). Global attributes
     of the first run are kept, those of each run stay in its own file.
     """
-    return xr.combine_by_coords(
-        runs, data_vars="all", coords="different", compat="equals", join="outer", combine_attrs="drop_conflicts"
-    )
+    options = dict(data_vars="all", coords="different", compat="equals", join="outer", combine_attrs="drop_conflicts")
+    dims = grid_dims(runs[0])
+    if SEED_DIM in dims and len(dims) > 1:
+        # Seeds first, one concat per grid point (combine_by_coords would concatenate the
+        # other dims once per seed: 641 concats for 8 ensembles of 128 members, not 8 + 5)
+        groups: dict[tuple, list[xr.Dataset]] = {}
+        for ds in runs:
+            groups.setdefault(tuple(ds[d].item() for d in dims if d != SEED_DIM), []).append(ds)
+        runs = [xr.concat(sorted(group, key=lambda ds: ds[SEED_DIM].item()), dim=SEED_DIM, **options)
+                for group in groups.values()]  # fmt: skip
+    return xr.combine_by_coords(runs, **options)
 
 
 # Per-run attributes that say what happened to a run: variables of the experiment dataset
@@ -49,6 +57,14 @@ def _union_index(runs: list[xr.Dataset], dim: str):
     return sorted(labels) if all(isinstance(v, (int, float)) for v in labels) else labels
 
 
+def _reindexed(ds: xr.Dataset, axes: dict) -> xr.Dataset:
+    """``ds.reindex(axes)``, skipped when the run has those labels already (the members of
+    an ensemble, most runs of a grid: reindexing a thousand of them is most of a combine)."""
+    if all(list(ds[d].values.tolist()) == list(labels) for d, labels in axes.items()):
+        return ds
+    return ds.reindex(axes)
+
+
 def _on_common_axes(runs: list[xr.Dataset]) -> list[xr.Dataset]:
     """The runs reindexed to the union of their run-dimension labels (NaN where a run has
     none: a diverged run's later steps), so that they differ only along the grid. A
@@ -56,13 +72,17 @@ def _on_common_axes(runs: list[xr.Dataset]) -> list[xr.Dataset]:
     everywhere; one they disagree on (epoch when the batch size varies) stays per run."""
     dims = [d for d in RUN_DIMS if any(d in ds.dims for ds in runs)]
     axes = {d: _union_index(runs, d) for d in dims}
-    out = [ds.reindex({d: axes[d] for d in dims if d in ds.dims}) for ds in runs]
+    out = [_reindexed(ds, {d: axes[d] for d in dims if d in ds.dims}) for ds in runs]
     for name in {c for ds in runs for c in ds.coords if c not in ds.dims}:
         carriers = [ds for ds in runs if name in ds.coords]
         if len(carriers) != len(runs) or carriers[0][name].ndim != 1:
             continue
         (dim,) = carriers[0][name].dims
-        merged = carriers[0][name].to_series()
+        first = carriers[0]
+        if all(np.array_equal(ds[dim].values, first[dim].values) and np.array_equal(ds[name].values, first[name].values)
+               for ds in carriers[1:]) and np.array_equal(first[dim].values, axes[dim]):  # fmt: skip
+            continue  # the same labels and values everywhere (an ensemble's members): nothing to fill
+        merged = first[name].to_series()
         for ds in carriers[1:]:
             merged = merged.combine_first(ds[name].to_series())
         if all(np.array_equal(ds[name].values, merged.loc[ds[dim].values].values) for ds in carriers):
@@ -106,6 +126,8 @@ def experiment_dataset(runs: list[xr.Dataset]) -> xr.Dataset:
     lifted = [k for k in RUN_OUTCOME_ATTRS if k in keys] + sorted(differing - set(RUN_OUTCOME_ATTRS))
     stacked = []
     for ds in _on_common_axes(runs):
+        ds = ds.copy()  # its own attrs: the lifted ones are popped
+        new = {}
         for key in lifted:
             long_name, units, _ = RUN_OUTCOME_ATTRS.get(key, (f"run attribute {key}", None, None))
             value = ds.attrs.pop(key)
@@ -113,13 +135,17 @@ def experiment_dataset(runs: list[xr.Dataset]) -> xr.Dataset:
                 value = float(value) if value >= 0 else np.nan  # NaN where it did not diverge
             attrs = {"long_name": long_name} | ({"units": units} if units else {})
             data = np.full([1] * len(dims), value, dtype=object if isinstance(value, str) else None)
-            ds[key] = xr.DataArray(data, dims=dims, attrs=attrs)
-        stacked.append(ds)
+            new[key] = xr.DataArray(data, dims=dims, attrs=attrs)
+        stacked.append(ds.assign(new))  # one merge per run, not one per attribute
     present = {tuple(ds[d].item() for d in dims) for ds in stacked}
     axes = [sorted({p[i] for p in present}) for i in range(len(dims))]
     holes = [dict(zip(dims, p)) for p in itertools.product(*axes) if p not in present]
     stacked += [_missing_run(stacked[0], point) for point in holes]
     combined = combine_runs(stacked) if len(stacked) > 1 else stacked[0]
+    # a run dimension without labels in the runs (sample, class) gets none here either,
+    # whether or not some run was reindexed on the way
+    bare = [d for d in RUN_DIMS if d in combined.dims and not any(d in ds.coords for ds in runs)]
+    combined = combined.drop_vars([d for d in bare if d in combined.coords])
     for var in combined.variables.values():
         var.encoding = {}  # the runs' int encodings would turn the NaN padding into garbage
     first = runs[0].attrs

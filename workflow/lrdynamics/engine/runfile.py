@@ -221,7 +221,7 @@ def ensemble_members(ds: xr.Dataset) -> list[xr.Dataset]:
     shared = {k: v for k, v in ds.attrs.items() if k not in ENSEMBLE_ATTRS}
     out = []
     for k, seed in enumerate(ds[SEED_DIM].values.tolist()):
-        m = ds.isel({SEED_DIM: [k]})
+        m = ds.isel({SEED_DIM: slice(k, k + 1)})  # a view: no copy per member
         outcome = {attr: m[name].item() for name, (_, _, attr) in MEMBER_VARIABLES.items()}
         m = m.drop_vars(list(MEMBER_VARIABLES))
         if outcome["status"] == "diverged":  # the steps its own run would have recorded
@@ -230,7 +230,7 @@ def ensemble_members(ds: xr.Dataset) -> list[xr.Dataset]:
                 m = m.isel(
                     noise_step=m["noise_step"].values * m.attrs["updates_per_step"] <= outcome["diverged_update"]
                 )
-        if "test_predictions" in m:
+        if "test_predictions" in m and m["test_predictions"].dtype != np.int16:
             m["test_predictions"] = m["test_predictions"].astype(np.int16)
         member = member_run(run, seed)
         m.attrs = {**shared, **outcome, "title": run_title(member), "config_json": json.dumps(member, sort_keys=True),

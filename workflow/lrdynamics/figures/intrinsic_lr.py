@@ -87,7 +87,7 @@ def plot_intrinsic_lr_equilibrium(inputs: FigureInputs, png, pdf=None) -> None:
     ax = axes[1, 2]
     ax.axis("off")
     shared_from = float(analysis.epoch.sel(step=analysis.history_switch_step.max(), method="bfill"))
-    floors = [f"{n}: split-half floor from epoch {shared_from:g} on <= "
+    floors = [f"{n}: split-half floor from epoch {shared_from:.2f} on <= "
               f"{float(analysis.sel(schedule=n).l1_noise_floor_after_switch):.3f}" for n in names]  # fmt: skip
     ax.text(0, 1, "\n".join(lines + floors), va="top", fontsize=9, wrap=True)
     n_seeds = int(analysis.ensemble_seeds.min())
@@ -170,6 +170,35 @@ def plot_equilibrium_time_scaling(inputs: FigureInputs, png, pdf=None) -> None:
     heading = (f"{title}\nfunction space: first step after the peak at which the distance between the starts' label "
                f"distributions falls to the noise floor ({seeds} seeds per start)")  # fmt: skip
     save(fig, png, pdf, title=heading)
+
+
+def plot_random_schedules_equilibrium(inputs: FigureInputs, png, pdf=None) -> None:
+    """Schedules that differ, then share their LR and WD (the paper's CIFAR-10 figure): train
+    and test accuracy, weight norm, effective LR, LR and WD against the epoch, one line per
+    schedule (mean over its seeds, band 10-90%)."""
+    experiments, titles = inputs.by_experiment, inputs.titles
+    colors = dict(zip(experiments, sns.color_palette(n_colors=len(experiments))))
+    theme()
+    fig, axes = plt.subplots(2, 3, figsize=(19, 9.5), constrained_layout=True)
+    panels = [
+        ("train_accuracy", "train accuracy", "linear"),
+        ("test_accuracy", "test accuracy", "linear"),
+        ("total_weight_norm", "weight norm $\\|w\\|$ (log)", "log"),
+        ("total_effective_lr", "effective LR $\\eta/\\|w\\|^2$ (log)", "log"),
+        ("learning_rate", "learning rate (log)", "log"),
+        ("weight_decay", "weight decay (symlog: 0 drawn)", "symlog"),
+    ]
+    for ax, (var, ylabel, scale) in zip(axes.flat, panels):
+        for name, runs in experiments.items():
+            epoch, mean, lo, hi = _seed_bands(runs, var)
+            ax.plot(epoch, mean, color=colors[name], lw=1.2, label=titles.get(name) or name)
+            ax.fill_between(epoch, lo, hi, color=colors[name], alpha=0.2, lw=0)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.set_yscale(scale, **({"linthresh": 1e-6} if scale == "symlog" else {}))
+    axes[0, 1].legend(fontsize=7, loc="lower right")
+    save(fig, png, pdf, title="Different LR/WD schedules, then the same: accuracy, norm and effective LR meet "
+                              "(Li, Lyu & Arora 2020, the CIFAR-10 experiment)")  # fmt: skip
 
 
 def plot_small_lr_generalization(inputs: FigureInputs, png, pdf=None) -> None:

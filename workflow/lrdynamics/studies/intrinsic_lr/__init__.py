@@ -30,6 +30,7 @@ STUDY = Study(
             analyses=("equilibrium",),
             reads_runs=True,
         ),
+        Figure("random_schedules_equilibrium", f"{FIGURES}:plot_random_schedules_equilibrium", reads_runs=True),
         Figure("small_lr_generalization", f"{FIGURES}:plot_small_lr_generalization", reads_runs=True),
         Figure("angular_update", f"{FIGURES}:plot_angular_update", analyses=("equilibrium",)),
         Figure("scale_invariant_toy", f"{FIGURES}:plot_scale_invariant_toy", analyses=("scale_invariant_toy",)),

@@ -130,7 +130,9 @@ def half_distances(a: np.ndarray, b: np.ndarray, n_classes: int, weights: np.nda
     w = [weights[:, h] / half for h in range(2)]  # (R, half) each, rows sum to 1
     dist = np.zeros((len(weights), steps))
     floor = np.zeros((len(weights), steps))
-    block = max(1, int(block_bytes // (4 * seeds * steps * n_classes)))
+    # inputs per block: the indicators (seeds x steps x inputs x classes) and each half's
+    # distributions (weightings x steps x inputs x classes) within the budget
+    block = max(1, int(block_bytes // (4 * max(seeds, 8 * len(weights)) * steps * n_classes)))
     for start in range(0, samples, block):
         cols = slice(start, min(samples, start + block))
         p = {}
@@ -279,10 +281,24 @@ def _final_intrinsic_lr(lr: float, wd: float, momentum: float) -> float:
     return lr * wd / (1 - momentum)
 
 
+# The run variables a run's summary reads.
+SUMMARY_INPUTS = (
+    "learning_rate",
+    "weight_decay",
+    "total_weight_norm",
+    "grad_norm",
+    "total_angular_update",
+    "total_effective_lr",
+    "momentum_buffer_norm",
+    "noise_weight_norm",
+    "batch_gradient_noise",
+)
+
+
 def run_summary(ds: xr.Dataset, metric: str, tolerance: float, final_fraction: float) -> dict:
     """Per-run equilibrium quantities: time to equilibrium of ``metric``, measured vs predicted."""
     run = _run(ds)
-    flat = _flat(ds)
+    flat = _flat(ds[[v for v in (*SUMMARY_INPUTS, metric) if v in ds]])  # (not the stored predictions)
     steps = flat.step.values
     lr, wd = flat.learning_rate.values[-1], flat.weight_decay.values[-1]
     momentum = run["optimizer"]["momentum"]
