@@ -410,7 +410,7 @@ class Members(UpdateLoop):
                 "buffer_norm": float(buffer_norms[k]),
             }
             self.recorders[k].add_row(
-                step, step / t.steps_per_epoch, lr, wd, float(scales[k]), outputs[k], norms[:, k].tolist(),
+                step, step / t.steps_per_epoch, lr, wd, outputs[k], norms[:, k].tolist(),
                 None if layer_angles is None else layer_angles[:, k].tolist(),
                 None if directions is None else directions[k], last,
             )  # fmt: skip

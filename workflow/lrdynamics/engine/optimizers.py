@@ -126,4 +126,5 @@ def momentum_buffer_square(optimizer: torch.optim.Optimizer, params) -> torch.Te
     buffers = [b for b in buffers if b is not None]
     if not buffers:
         return None
-    return torch.stack([b.double().pow(2).sum() for b in buffers]).sum()
+    # one fused kernel for all tensors (clip_grad_norm_'s way): this runs every update
+    return torch.stack(torch._foreach_norm(buffers)).double().pow(2).sum()

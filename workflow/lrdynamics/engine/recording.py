@@ -3,8 +3,9 @@
 An evaluation row holds the eval-mode loss and accuracy on the train and test subsets
 (BN statistics re-estimated first when the run asks), the stored test logits and
 predictions, the LR, WD and intrinsic LR in force, every layer's weight norm and effective
-LR, and the last update's angle and gradient norm. Evaluation never changes training: BN
-running statistics and the train/eval mode are restored afterwards.
+LR, the last update's angle and gradient norm, the momentum buffer's RMS norm over the
+window, and the weight direction's distance from an anchor evaluation's. Evaluation never
+changes training: BN running statistics and the train/eval mode are restored afterwards.
 """
 
 from __future__ import annotations
@@ -100,9 +101,9 @@ class Recorder:
         direction = None
         if self.evaluation.get("direction_anchor") is not None:
             direction = unit_direction(torch.cat([p.detach().double().flatten() for p in self.layers.values()]))
-        self.add_row(step, epoch, lr, wd, scale, self.model_outputs(model), norms, angles, direction, last)
+        self.add_row(step, epoch, lr, wd, self.model_outputs(model), norms, angles, direction, last)
 
-    def add_row(self, step, epoch, lr, wd, scale, outputs: dict, norms: list, angles, direction, last: dict) -> None:
+    def add_row(self, step, epoch, lr, wd, outputs: dict, norms: list, angles, direction, last: dict) -> None:
         """The evaluation row from its measured parts: ``outputs`` (``model_outputs``), each
         layer's true ``norms``, each layer's angle of the last update (None: not measured),
         the unit ``direction`` of the stored weights (None: no anchor asked) and ``last``
