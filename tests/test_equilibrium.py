@@ -17,6 +17,7 @@ from lrdynamics.studies.intrinsic_lr.equilibrium import (
     l1_distance,
     l1_noise_floor,
     label_distribution,
+    matched_floor,
     merge_time,
     time_to_equilibrium,
 )
@@ -84,7 +85,8 @@ def test_equilibrium_predictions():
 def test_half_distances_are_the_l1_of_disjoint_halves_and_match_their_floor():
     rng = np.random.default_rng(0)
     a, b = rng.integers(0, 3, (6, 2, 5)), rng.integers(0, 3, (6, 2, 5))  # (seed, step, sample)
-    d, f = half_distances(a, b, 3, half_weights(6, 0, rng), block_bytes=200)  # several input blocks
+    d, *floors = half_distances(a, b, 3, half_weights(6, 0, rng), block_bytes=200)  # several input blocks
+    f = matched_floor(*floors)
     for t in range(2):
         expected_d = (l1_distance(a[:3, t], b[3:, t], 3) + l1_distance(a[3:, t], b[:3, t], 3)) / 2
         expected_f = (l1_distance(a[:3, t], a[3:, t], 3) + l1_distance(b[:3, t], b[3:, t], 3)) / 2
@@ -93,7 +95,8 @@ def test_half_distances_are_the_l1_of_disjoint_halves_and_match_their_floor():
     # where a floor rescaled by 1/sqrt(2) would be too low.
     probs = np.concatenate([rng.dirichlet(np.ones(10), 200), np.tile(np.eye(10)[0] * 0.97 + 0.003, (200, 1))])
     draws = [np.stack([[rng.choice(10, p=q) for q in probs] for _ in range(64)])[:, None] for _ in range(2)]
-    d, f = half_distances(*draws, 10, half_weights(64, 0, rng))
+    d, *floors = half_distances(*draws, 10, half_weights(64, 0, rng))
+    f = matched_floor(*floors)
     assert d[0, 0] == pytest.approx(f[0, 0], rel=0.05)
     # resamples keep the halves disjoint: every weight row sums to the half's size
     w = half_weights(8, 50, rng)

@@ -8,18 +8,13 @@ import json
 import numpy as np
 
 from lrdynamics.figures.common import FigureInputs, long_frame, plt, save, sns, theme
-from lrdynamics.studies.intrinsic_lr.equilibrium import floor_at_switch
+from lrdynamics.studies.intrinsic_lr.equilibrium import final_phase, floor_at_switch
 
 
 def _seed_bands(runs, variable: str):
     """(epoch, mean, 10% and 90% quantiles over the seeds) of one experiment's runs."""
     values = np.stack([r[variable].values.reshape(r.sizes["step"]) for r in runs])
     return runs[0].epoch.values, values.mean(0), np.quantile(values, 0.1, 0), np.quantile(values, 0.9, 0)
-
-
-def _intrinsic_lr(ds) -> float:
-    run = json.loads(ds.attrs["config_json"])
-    return run["schedule"]["wd"] * run["schedule"]["lr"] / (1 - run["optimizer"]["momentum"])
 
 
 def plot_intrinsic_lr_equilibrium(inputs: FigureInputs, png, pdf=None) -> None:
@@ -127,7 +122,7 @@ def plot_equilibrium_time_scaling(inputs: FigureInputs, png, pdf=None) -> None:
     groups: dict = {}
     for ds in runs:
         run = json.loads(ds.attrs["config_json"])
-        groups.setdefault((_intrinsic_lr(ds), run["training"]["init_scale"]), []).append(ds)
+        groups.setdefault((final_phase(ds)[2], run["training"]["init_scale"]), []).append(ds)
     for (x, scale), members in sorted(groups.items()):
         epoch, mean, lo, hi = _seed_bands(members, metric)
         ax.plot(epoch, mean, color=colors.get(x, "k"), ls="-" if scale < 1 else "--", lw=1.2,

@@ -114,12 +114,13 @@ def _one_hot(predictions: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def half_distances(a: np.ndarray, b: np.ndarray, n_classes: int, weights: np.ndarray, block_bytes: float = 2**27):
-    """Disjoint-half distance D and matched floor F of two ensembles, per weighting and step.
+    """Disjoint-half distance D and each ensemble's split-half floor, per weighting and step.
 
     ``a``, ``b``: (seed, step, sample) predicted labels of two ensembles of the same seeds'
     count; ``weights``: ``half_weights``, applied to both (H1 = the first half of the seeds,
-    H2 = the next). D = [l1(a_H1, b_H2) + l1(a_H2, b_H1)]/2, F = [l1(a_H1, a_H2) +
-    l1(b_H1, b_H2)]/2, each (weighting, step). The test inputs go in blocks of about
+    H2 = the next). Returns D = [l1(a_H1, b_H2) + l1(a_H2, b_H1)]/2 and the floors
+    l1(a_H1, a_H2) and l1(b_H1, b_H2), each (weighting, step); the matched floor F is their
+    mean (``matched_floor``). The test inputs go in blocks of about
     ``block_bytes`` of indicators, so 500 seeds x 10,000 inputs fit in memory.
     """
     if a.shape != b.shape:
@@ -128,8 +129,7 @@ def half_distances(a: np.ndarray, b: np.ndarray, n_classes: int, weights: np.nda
     half = seeds // 2
     halves = (slice(0, half), slice(half, 2 * half))
     w = [weights[:, h] / half for h in range(2)]  # (R, half) each, rows sum to 1
-    dist = np.zeros((len(weights), steps))
-    floor = np.zeros((len(weights), steps))
+    dist, floor_a, floor_b = (np.zeros((len(weights), steps)) for _ in range(3))
     # inputs per block: the indicators (seeds x steps x inputs x classes) and each half's
     # distributions (weightings x steps x inputs x classes) within the budget
     block = max(1, int(block_bytes // (4 * max(seeds, 8 * len(weights)) * steps * n_classes)))
@@ -145,8 +145,14 @@ def half_distances(a: np.ndarray, b: np.ndarray, n_classes: int, weights: np.nda
             return np.abs(u - v).sum(-1).sum(-1)
 
         dist += (l1(p["a", 0], p["b", 1]) + l1(p["a", 1], p["b", 0])) / 2
-        floor += (l1(p["a", 0], p["a", 1]) + l1(p["b", 0], p["b", 1])) / 2
-    return dist / samples, floor / samples
+        floor_a += l1(p["a", 0], p["a", 1])
+        floor_b += l1(p["b", 0], p["b", 1])
+    return dist / samples, floor_a / samples, floor_b / samples
+
+
+def matched_floor(floor_a: np.ndarray, floor_b: np.ndarray) -> np.ndarray:
+    """F: the mean of two ensembles' split-half floors, what D equals at equilibrium."""
+    return (floor_a + floor_b) / 2
 
 
 def first_crossing_after_peak(steps, distance, floor) -> tuple[float, float]:
@@ -277,8 +283,14 @@ def _run(ds: xr.Dataset) -> dict:
     return json.loads(ds.attrs["config_json"])
 
 
-def _final_intrinsic_lr(lr: float, wd: float, momentum: float) -> float:
-    return lr * wd / (1 - momentum)
+def final_phase(ds: xr.Dataset) -> tuple[float, float, float, int]:
+    """A run's final LR, WD and intrinsic LR eta*lambda/(1-gamma), and the first step from
+    which its LR and WD are the final ones (read from the run's own record)."""
+    steps = ds.step.values
+    lr, wd = (ds[name].values.reshape(len(steps)) for name in ("learning_rate", "weight_decay"))
+    changed = np.flatnonzero((lr != lr[-1]) | (wd != wd[-1]))
+    start = int(steps[changed[-1] + 1]) if len(changed) else int(steps[0])
+    return float(lr[-1]), float(wd[-1]), float(lr[-1] * wd[-1] / (1 - _run(ds)["optimizer"]["momentum"])), start
 
 
 # The run variables a run's summary reads.
@@ -300,16 +312,13 @@ def run_summary(ds: xr.Dataset, metric: str, tolerance: float, final_fraction: f
     run = _run(ds)
     flat = _flat(ds[[v for v in (*SUMMARY_INPUTS, metric) if v in ds]])  # (not the stored predictions)
     steps = flat.step.values
-    lr, wd = flat.learning_rate.values[-1], flat.weight_decay.values[-1]
+    lr, wd, lr_e, start = final_phase(flat)
     momentum = run["optimizer"]["momentum"]
     late = final_window(steps, final_fraction)
     t_eq = time_to_equilibrium(steps, flat[metric].values, tolerance, final_fraction)
     # Steps spent at the final (lr, wd): relaxation takes O(1/intrinsic LR) steps, and a curve
     # that moves too slowly to leave the tolerance band has not "settled" in any useful sense.
-    lr_all, wd_all = flat.learning_rate.values, flat.weight_decay.values
-    changed = np.flatnonzero((lr_all != lr) | (wd_all != wd))
-    since = steps[-1] - (steps[changed[-1] + 1] if len(changed) else steps[0])
-    lr_e = _final_intrinsic_lr(lr, wd, momentum)
+    since = steps[-1] - start
     reached = bool(np.isfinite(t_eq)) and lr_e > 0 and since >= 1.0 / lr_e
     norm = flat.total_weight_norm.values
     full_sigma2 = float(np.nanmean((norm * flat.grad_norm.values)[late] ** 2))
@@ -385,14 +394,6 @@ def run_summaries(runs: list[xr.Dataset], metric: str, tolerance: float, final_f
 # --- the three function-space analyses ----------------------------------------------------------
 
 
-def _switch_step(runs: list[xr.Dataset]) -> int:
-    """The first step from which a schedule's LR and WD are their final values."""
-    flat = _flat(runs[0])
-    lr, wd = flat.learning_rate.values, flat.weight_decay.values
-    changed = np.flatnonzero((lr != lr[-1]) | (wd != wd[-1]))
-    return int(flat.step.values[changed[-1] + 1]) if len(changed) else int(flat.step.values[0])
-
-
 def function_space_distances(groups: dict[str, list[xr.Dataset]], n_classes: int, n_boot: int = 200,
                              seed: int = 0) -> xr.Dataset:  # fmt: skip
     """Histories against the first (the reference): per step, the disjoint-half distance and
@@ -405,15 +406,14 @@ def function_space_distances(groups: dict[str, list[xr.Dataset]], n_classes: int
     rng = np.random.default_rng(seed)
     dist, floor, own_floor = (np.full((len(names), len(steps)), np.nan) for _ in range(3))
     t_eq, lo, hi, ratio = (np.full(len(names), np.nan) for _ in range(4))
-    switch = np.array([_switch_step(groups[n]) for n in names])
-    lr_e = np.array([_final_intrinsic_lr(float(_flat(groups[n][0]).learning_rate.values[-1]),
-                                         float(_flat(groups[n][0]).weight_decay.values[-1]),
-                                         _run(groups[n][0])["optimizer"]["momentum"]) for n in names])  # fmt: skip
+    phases = [final_phase(groups[n][0]) for n in names]
+    switch = np.array([phase[3] for phase in phases])
+    lr_e = np.array([phase[2] for phase in phases])
     for i, name in enumerate(names):
         weights = half_weights(len(preds[name][2]), n_boot if i else 0, rng)
-        d, f = half_distances(preds[name][2], reference, n_classes, weights)
-        dist[i], floor[i] = d[0], f[0]
-        own_floor[i] = half_distances(preds[name][2], preds[name][2], n_classes, weights[:1])[1][0]
+        d, floor_s, floor_ref = half_distances(preds[name][2], reference, n_classes, weights)
+        f = matched_floor(floor_s, floor_ref)
+        dist[i], floor[i], own_floor[i] = d[0], f[0], floor_s[0]
         if i:
             times, ratio[i] = _crossings(steps, d, f)
             t_eq[i], (lo[i], hi[i]) = times[0], _interval(times[1:])
@@ -480,7 +480,8 @@ def mixing_vs_equilibrium(runs: list[xr.Dataset], n_classes: int) -> xr.Dataset 
     later = np.arange(anchor, len(steps))
     at_anchor = np.repeat(labels[:, anchor : anchor + 1], len(later), axis=1)
     weights = np.ones((1, 2, len(labels) // 2), np.float32)
-    dist, floor = half_distances(at_anchor, labels[:, later], n_classes, weights)
+    dist, *floors = half_distances(at_anchor, labels[:, later], n_classes, weights)
+    floor = matched_floor(*floors)
     return xr.Dataset(
         {
             "mixing_direction_distance": (
@@ -525,9 +526,7 @@ def function_space_scaling(runs: list[xr.Dataset], n_classes: int, n_boot: int =
     bootstrap interval, and the fitted log-log slope with its CI."""
     ensembles: dict[float, dict[float, list]] = {}
     for ds in runs:
-        run, flat = _run(ds), _flat(ds)
-        lr_e = _final_intrinsic_lr(float(flat.learning_rate.values[-1]), float(flat.weight_decay.values[-1]),
-                                   run["optimizer"]["momentum"])  # fmt: skip
+        lr_e, run = final_phase(ds)[2], _run(ds)
         ensembles.setdefault(lr_e, {}).setdefault(run["training"]["init_scale"], []).append(ds)
     bad = {k: sorted(v) for k, v in ensembles.items() if len(v) != 2}
     if bad:
@@ -541,7 +540,8 @@ def function_space_scaling(runs: list[xr.Dataset], n_classes: int, n_boot: int =
         (_, a), (_, b) = sorted(ensembles[lr_e].items())
         steps, _, pa = ensemble_predictions(a)
         _, _, pb = ensemble_predictions(b)
-        d, f = half_distances(pa, pb, n_classes, half_weights(len(pa), n_boot, rng))
+        d, *floors = half_distances(pa, pb, n_classes, half_weights(len(pa), n_boot, rng))
+        f = matched_floor(*floors)
         t, ratio = _crossings(steps, d, f)
         times.append(t)
         ratios.append(ratio)
@@ -598,8 +598,7 @@ def scaling_merge_times(runs: list[xr.Dataset], metric: str, tolerance: float, f
     for ds in runs:
         run = _run(ds)
         flat = _flat(ds)
-        lr, wd = flat.learning_rate.values[-1], flat.weight_decay.values[-1]
-        key = (_final_intrinsic_lr(float(lr), float(wd), run["optimizer"]["momentum"]), run["training"]["seed"])
+        key = (final_phase(flat)[2], run["training"]["seed"])
         groups.setdefault(key, {})[run["training"]["init_scale"]] = flat[metric].values
         steps = flat.step.values
     bad = {k: sorted(v) for k, v in groups.items() if len(v) != 2}
