@@ -18,6 +18,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/claims.smk"
 
 
 rule all:
@@ -25,6 +26,7 @@ rule all:
     input:
         all_figures(),
         all_analyses(),
+        "results/claims.csv",
         all_runs(),
         all_experiment_datasets(),
     localrule: True

@@ -12,7 +12,7 @@ import textwrap
 import yaml
 
 from lrdynamics.config.schema import figure_schema, schema_defaults
-from lrdynamics.studies import ANALYSES, FIGURES, figure_experiments
+from lrdynamics.studies import ANALYSES, CLAIMS, FIGURES, figure_experiments
 
 
 def run_path(experiment: str, run: str) -> str:
@@ -116,3 +116,16 @@ def figure_labels(config: dict, figure: str) -> dict[str, str]:
         "experiments": ", ".join(names) or "toy model (no runs)",
         "grid": ", ".join(varied) or "none",
     }
+
+
+def measured_claims(config: dict) -> list[str]:
+    """The claims this config measures: those whose figure is configured and whose
+    analysis files it makes (the others are in the ledger as not measured)."""
+    made = set(needed_analyses(config))
+    return [c.id for c in CLAIMS.values() if c.figure in config["figures"] and set(c.analyses) <= made]
+
+
+def claim_analysis_paths(config: dict) -> list[str]:
+    """The analysis files the claims ledger reads."""
+    names = dict.fromkeys(name for cid in measured_claims(config) for name in CLAIMS[cid].analyses)
+    return [analysis_path(name) for name in names]

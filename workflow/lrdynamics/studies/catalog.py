@@ -57,13 +57,35 @@ class Figure:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """One row of the claims ledger (``results/claims.csv``, ``lrdynamics.studies.ledger``).
+
+    ``measure(analyses, **criterion)`` returns a ``ledger.Measurement`` from the analysis
+    files it names (``analyses``: name -> dataset, nothing else: the ledger reads no runs)
+    and its criterion, the config entry ``claims.<id>`` (thresholds, each with its reason
+    in the schema); ``figure``: the figure that shows it; ``paper_value``: the paper's
+    number, where it gives one.
+    """
+
+    id: str
+    paper: str
+    statement: str
+    figure: str
+    measure: str
+    analyses: tuple[str, ...]
+    paper_value: str = ""
+
+
+@dataclass(frozen=True)
 class Study:
-    """One paper's part of the workflow: its report category, figures and analysis files."""
+    """One paper's part of the workflow: its report category, figures, analysis files and
+    the claims its analyses measure."""
 
     name: str
     category: str
     figures: tuple[Figure, ...]
     analyses: tuple[Analysis, ...] = ()
+    claims: tuple[Claim, ...] = ()
 
 
 def figure_experiments(spec: dict) -> list[str]:

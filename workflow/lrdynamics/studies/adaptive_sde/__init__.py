@@ -2,16 +2,19 @@
 2022; docs/science.md section 5): the square-root scaling rule keeps Adam and RMSprop on
 the same SDE across batch sizes, and adaptive SVAG converges to it.
 
-The analysis is ``analysis``; the figures ``lrdynamics.figures.adaptive_sde``.
+The analysis is ``analysis``; the figures ``lrdynamics.figures.adaptive_sde``; the claims
+are measured in ``claims``.
 """
 
 from lrdynamics.engine.adaptive import ADAPTIVE_OPTIMIZERS
-from lrdynamics.studies.catalog import Analysis, Figure, Study, grid_values
+from lrdynamics.studies.catalog import Analysis, Claim, Figure, Study, grid_values
 
 REFERENCE = (
     "Malladi, Lyu, Panigrahi & Arora, On the SDEs and Scaling Rules for Adaptive Gradient Algorithms, NeurIPS 2022"
 )
 FIGURES = "lrdynamics.figures.adaptive_sde"
+CLAIMS = "lrdynamics.studies.adaptive_sde.claims"
+PAPER = "Malladi, Lyu, Panigrahi & Arora 2022"
 
 
 def _adaptive_problems(runs: list[dict]) -> list[str]:
@@ -54,6 +57,25 @@ STUDY = Study(
             "lrdynamics.studies.adaptive_sde.analysis:adaptive_analysis",
             inputs={"scaling": ("adaptive_sqrt_scaling",), "svag": ("adaptive_svag",)},
             summary="lrdynamics.studies.adaptive_sde.analysis:summary",
+        ),
+    ),
+    claims=(
+        Claim(
+            "sqrt_rule_closest",
+            PAPER,
+            "The square-root rule keeps Adam and RMSprop closer across "
+            "batch sizes than no scaling and the linear rule.",
+            "adaptive_sqrt_scaling",
+            f"{CLAIMS}:sqrt_rule_closest",
+            ("adaptive",),
+        ),
+        Claim(
+            "adaptive_svag_converges",
+            PAPER,
+            "Adaptive SVAG converges as l grows (Adam and RMSprop).",
+            "adaptive_svag",
+            f"{CLAIMS}:adaptive_svag_converges",
+            ("adaptive",),
         ),
     ),
 )

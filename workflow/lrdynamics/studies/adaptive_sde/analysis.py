@@ -85,9 +85,10 @@ def sqrt_scaling_analysis(runs: list[xr.Dataset]) -> xr.Dataset:
         groups.setdefault(_run_settings(ds), []).append(drop_hyperparameter_dims(ds))
     if not groups:
         raise ValueError("the square-root scaling analysis needs runs")
-    parts, diverged = [], []
+    parts, diverged, finals = [], [], {}
     for (opt, rule, kappa), group in sorted(groups.items()):
         completed = [ds for ds in group if ds.attrs["status"] == "completed"]
+        finals[opt, rule, kappa] = np.array([float(ds.test_accuracy.values.ravel()[-1]) for ds in completed])
         diverged += [
             f"{ds.attrs['run']} (step {ds.attrs.get('diverged_step', '?')})" for ds in group if ds not in completed
         ]
@@ -116,6 +117,8 @@ def sqrt_scaling_analysis(runs: list[xr.Dataset]) -> xr.Dataset:
     final = out.final_test_accuracy
     out["final_test_accuracy_spread"] = final.max("kappa") - final.min("kappa")
     out["final_test_accuracy_std"] = final.std("kappa")
+    if {"none", "linear", "sqrt"} <= set(out.scaling_rule.values):
+        out = out.merge(sqrt_rule_advantage(finals, list(out.optimizer.values), list(out.kappa.values)))
     out["test_accuracy_curve_distance"] = (("optimizer", "scaling_rule", "kappa"), _curve_distance(out))
     out["mean_test_accuracy_curve_distance"] = out.test_accuracy_curve_distance.isel(kappa=slice(1, None)).mean("kappa")
     for name, text in DESCRIBED.items():
@@ -124,6 +127,49 @@ def sqrt_scaling_analysis(runs: list[xr.Dataset]) -> xr.Dataset:
     out["kappa"].attrs.update(long_name="batch size / reference batch size", units="1")
     out.attrs.update(scaling_diverged_runs=", ".join(diverged) or "none")
     return out
+
+
+def sqrt_rule_advantage(finals: dict[tuple, np.ndarray], optimizers: list[str], kappas: list, resamples: int = 1000,
+                        seed: int = 0, level: float = 0.95) -> xr.Dataset:  # fmt: skip
+    """Per optimizer: how much smaller the square-root rule's spread of final test accuracy
+    across kappa is than the smaller of the other two rules' (positive: the rule keeps the
+    runs closer), with a CI from resampling the seeds of every (rule, kappa)."""
+
+    def spread(rule, draw):
+        means = [draw(finals[opt, rule, k]).mean() if len(finals.get((opt, rule, k), [])) else np.nan for k in kappas]
+        return np.nanmax(means) - np.nanmin(means)
+
+    rng = np.random.default_rng(seed)
+    value, lo, hi, seeds = [], [], [], []
+    for opt in optimizers:
+        n = min(len(finals.get((opt, r, k), [])) for r in ("none", "linear", "sqrt") for k in kappas)
+        seeds.append(n)
+        same = lambda x: x  # noqa: E731
+        value.append(min(spread("none", same), spread("linear", same)) - spread("sqrt", same))
+        resample = lambda x: x[rng.integers(0, len(x), len(x))]  # noqa: E731
+        boots = [min(spread("none", resample), spread("linear", resample)) - spread("sqrt", resample)
+                 for _ in range(resamples if n > 1 else 0)]  # fmt: skip
+        qs = np.nanquantile(boots, [(1 - level) / 2, (1 + level) / 2]) if boots else (np.nan, np.nan)
+        lo.append(qs[0])
+        hi.append(qs[1])
+    text = "min(spread none, spread linear) - spread sqrt of the seed-mean final test accuracy across kappa"
+    return xr.Dataset(
+        {
+            "sqrt_spread_advantage": ("optimizer", value, {"long_name": text, "units": "1"}),
+            "sqrt_spread_advantage_ci_low": (
+                "optimizer",
+                lo,
+                {"long_name": "2.5% quantile, seeds resampled", "units": "1"},
+            ),
+            "sqrt_spread_advantage_ci_high": ("optimizer", hi, {"long_name": "97.5% quantile", "units": "1"}),
+            "scaling_seeds": (
+                "optimizer",
+                seeds,
+                {"long_name": "fewest completed seeds of any (rule, kappa)", "units": "1"},
+            ),
+        },
+        coords={"optimizer": optimizers},
+    )
 
 
 def adaptive_svag_analysis(runs: list[xr.Dataset]) -> xr.Dataset:

@@ -79,6 +79,7 @@ def pair_dataset(experiment: str, label: str, members: dict) -> xr.Dataset:
     diff = _logit_diff(eq, ref)
     floor = _logit_diff(pert, ref)
     acc_ref, acc_eq = xr.align(_curve(ref, "test_accuracy"), _curve(eq, "test_accuracy"), join="inner")
+    norm_ref, norm_eq = xr.align(_curve(ref, "total_weight_norm"), _curve(eq, "total_weight_norm"), join="inner")
     out = xr.Dataset(
         {
             "max_abs_logit_diff": diff.assign_attrs(
@@ -93,6 +94,10 @@ def pair_dataset(experiment: str, label: str, members: dict) -> xr.Dataset:
             "test_accuracy_reference": acc_ref.assign_attrs(long_name="test accuracy of the reference", units="1"),
             "test_accuracy_counterpart": acc_eq.assign_attrs(
                 long_name="test accuracy of the exponential counterpart", units="1"
+            ),
+            "weight_norm_reference": norm_ref.assign_attrs(long_name="|w| of the reference (with WD)", units="1"),
+            "weight_norm_counterpart": norm_eq.assign_attrs(
+                long_name="|w| of the exponential counterpart (without WD)", units="1"
             ),
         }
     )
@@ -109,6 +114,7 @@ def pair_dataset(experiment: str, label: str, members: dict) -> xr.Dataset:
         "lr0": ref.attrs["lr0"],
         "wd0": ref.attrs["wd0"],
         "momentum": ref.attrs["momentum"],
+        "steps_per_epoch": ref.attrs["steps_per_epoch"],
         "dtype": json.loads(ref.attrs["config_json"])["training"]["dtype"],
         "status": ",".join(sorted({ds.attrs["status"] for ds in (ref, eq, pert)})),
     }

@@ -395,9 +395,12 @@ def run_summaries(runs: list[xr.Dataset], metric: str, tolerance: float, final_f
 
 
 def function_space_distances(groups: dict[str, list[xr.Dataset]], n_classes: int, n_boot: int = 200,
-                             seed: int = 0) -> xr.Dataset:  # fmt: skip
+                             seed: int = 0, phases: list[tuple] | None = None) -> xr.Dataset:  # fmt: skip
     """Histories against the first (the reference): per step, the disjoint-half distance and
-    each schedule's split-half floor; per schedule, the time to equilibrium by the rule."""
+    each schedule's split-half floor; per schedule, the time to equilibrium by the rule.
+
+    ``phases``: per schedule, ``final_phase``'s (lr, wd, intrinsic LR, switch step), where
+    the LR and WD alone do not say when the schedules become equivalent (Exp LR)."""
     names = list(groups)
     preds = {n: ensemble_predictions(runs) for n, runs in groups.items()}
     steps, epoch, reference = preds[names[0]]
@@ -406,7 +409,7 @@ def function_space_distances(groups: dict[str, list[xr.Dataset]], n_classes: int
     rng = np.random.default_rng(seed)
     dist, floor, own_floor = (np.full((len(names), len(steps)), np.nan) for _ in range(3))
     t_eq, lo, hi, ratio = (np.full(len(names), np.nan) for _ in range(4))
-    phases = [final_phase(groups[n][0]) for n in names]
+    phases = phases or [final_phase(groups[n][0]) for n in names]
     switch = np.array([phase[3] for phase in phases])
     lr_e = np.array([phase[2] for phase in phases])
     for i, name in enumerate(names):
@@ -431,6 +434,7 @@ def function_space_distances(groups: dict[str, list[xr.Dataset]], n_classes: int
             "history_equilibrium_step_ci_high": ("schedule", hi),
             "history_peak_ratio": ("schedule", ratio),
             "history_switch_step": ("schedule", switch),
+            "history_intrinsic_lr": ("schedule", lr_e),
             "history_equilibrium_relaxation_times": ("schedule", units),
             "l1_distance_after_switch": ("schedule", at_switch),
             "l1_noise_floor_after_switch": ("schedule", own_floor[:, shared].max(1)),
@@ -457,6 +461,7 @@ def function_space_distances(groups: dict[str, list[xr.Dataset]], n_classes: int
         ("history_equilibrium_step_ci_high", "97.5% quantile (inf: > 2.5% of resamples never crossed)"),
         ("history_peak_ratio", "distance / matched floor at the peak (near 1: the ensembles never parted)"),
         ("history_switch_step", "first step from which the schedule's LR and WD are its final ones"),
+        ("history_intrinsic_lr", "the schedule's final intrinsic LR (its relaxation time is the inverse)"),
         ("history_equilibrium_relaxation_times", "(equilibrium step - switch step) x final intrinsic LR"),
         ("l1_distance_after_switch", "l1_distance_to_reference at the first evaluation at or after the switch"),
         ("ensemble_seeds", "seeds in the schedule's ensemble"),

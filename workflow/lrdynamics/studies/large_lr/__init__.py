@@ -7,7 +7,7 @@ The analyses are ``eos`` (full-batch GD runs), ``catapult`` and ``balancing`` (t
 the figures ``lrdynamics.figures.large_lr``.
 """
 
-from lrdynamics.studies.catalog import Analysis, Figure, Study
+from lrdynamics.studies.catalog import Analysis, Claim, Figure, Study
 
 REFERENCE = (
     "Wang, Xu, Zhao & Tao, Good regularity creates large learning rate implicit biases: "
@@ -15,6 +15,7 @@ REFERENCE = (
 )
 FIGURES = "lrdynamics.figures.large_lr"
 GD = "gd_experiments"
+CLAIMS = "lrdynamics.studies.large_lr.claims"
 
 STUDY = Study(
     name="large_lr",
@@ -41,5 +42,43 @@ STUDY = Study(
         ),
         Analysis("catapult_toy", "lrdynamics.studies.large_lr.catapult:catapult_dataset", settings=("catapult",)),
         Analysis("balancing_toy", "lrdynamics.studies.large_lr.balancing:balancing_dataset", settings=("balancing",)),
+    ),
+    claims=(
+        Claim(
+            "edge_of_stability",
+            "Cohen et al. 2021",
+            "Full-batch GD sharpens progressively until the sharpness reaches "
+            "2/eta, then hovers there (edge of stability).",
+            "edge_of_stability",
+            f"{CLAIMS}:edge_of_stability",
+            ("eos",),
+            "fc-tanh: ~205 vs 2/eta = 200",
+        ),
+        Claim(
+            "catapult",
+            "Lewkowycz et al. 2020",
+            "The two-layer toy catapults for 2 < eta lambda0 < 4 and diverges above 4.",
+            "catapult",
+            f"{CLAIMS}:catapult",
+            ("catapult_toy",),
+            "2 < eta lambda0 < 4",
+        ),
+        Claim(
+            "balancing",
+            "Wang, Chen, Zhao & Tao 2022",
+            "GD with a large step (2/L0 < h < 4/L0) on the factorization toy balances the two factors.",
+            "balancing",
+            f"{CLAIMS}:balancing",
+            ("balancing_toy",),
+        ),
+        Claim(
+            "regularity",
+            "Wang, Xu, Zhao & Tao 2023",
+            "Good regularity (Huber loss, tanh, BN) gives catapult and edge of stability "
+            "under a large LR, where bad regularity (MSE with ReLU) diverges.",
+            "regularity",
+            f"{CLAIMS}:regularity",
+            ("eos",),
+        ),
     ),
 )

@@ -3,13 +3,16 @@ docs/science.md section 4): SVAG converges to the SDE as l grows; the linear sca
 holds while the gradient noise dominates, up to a critical batch size B* predicted from
 the measured gradient signal G and noise N.
 
-The analyses are ``svag`` and ``lsr``; the figures ``lrdynamics.figures.sde_validity``.
+The analyses are ``svag`` and ``lsr``; the figures ``lrdynamics.figures.sde_validity``; the
+claims are measured in ``claims``.
 """
 
-from lrdynamics.studies.catalog import Analysis, Figure, Study, grid_values
+from lrdynamics.studies.catalog import Analysis, Claim, Figure, Study, grid_values
 
 REFERENCE = "Li, Malladi & Arora, On the Validity of Modeling SGD with Stochastic Differential Equations, NeurIPS 2021"
 FIGURES = "lrdynamics.figures.sde_validity"
+CLAIMS = "lrdynamics.studies.sde_validity.claims"
+PAPER = "Li, Malladi & Arora 2021"
 
 
 def check_svag_experiment(experiment: dict, runs: list[dict]) -> list[str]:
@@ -49,6 +52,26 @@ STUDY = Study(
             inputs={"runs": ("lsr_validity", "noise_signal")},
             settings=("lsr_validity",),
             summary="lrdynamics.studies.sde_validity.lsr:summary",
+        ),
+    ),
+    claims=(
+        Claim(
+            "svag_rate",
+            PAPER,
+            "SVAG converges as l grows, at rate O(1/l): |f_l - f_2l| ~ l^(-1).",
+            "svag_convergence",
+            f"{CLAIMS}:svag_rate",
+            ("svag",),
+            "weak error O(1/l)",
+        ),
+        Claim(
+            "lsr_critical_batch",
+            PAPER,
+            "The linear scaling rule holds below the predicted critical batch size B* and breaks above it.",
+            "lsr_validity",
+            f"{CLAIMS}:lsr_holds_below_critical_batch",
+            ("lsr",),
+            "B* ~ (C^2-1) tr Sigma_1/|grad L|^2",
         ),
     ),
 )

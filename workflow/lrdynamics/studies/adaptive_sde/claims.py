@@ -1,0 +1,72 @@
+"""The Adam/RMSprop claims of the ledger (``lrdynamics.studies.ledger``; criteria and their
+reasons in docs/science.md section 8), from ``adaptive.nc``."""
+
+from __future__ import annotations
+
+from lrdynamics.studies.ledger import CONFIRMED, NOT_CONFIRMED, NOT_RESOLVED, Measurement, combine, fmt, not_measured
+from lrdynamics.studies.sde_validity.claims import convergence_exponent
+
+
+def sqrt_rule_closest(analyses, *, min_seeds: int, max_half_width: float):
+    """Per optimizer, the square-root rule's spread of final test accuracy across kappa is
+    smaller than no scaling's and the linear rule's (advantage > 0, with its seed CI)."""
+    a = analyses["adaptive"]
+    quantity = "min(spread none, spread linear) - spread sqrt, worst optimizer (95% CI over seeds)"
+    criterion = (f"the CI above 0 for Adam and RMSprop, >= {min_seeds} seeds per (rule, kappa), CI half-width "
+                 f"<= {fmt(max_half_width)}")  # fmt: skip
+    if "sqrt_spread_advantage" not in a:
+        return not_measured(quantity, criterion, "adaptive.nc has no comparison of the three rules")
+    verdicts, reasons = [], []
+    for opt in a.optimizer.values:
+        o = a.sel(optimizer=opt)
+        lo, hi, seeds = (
+            float(o.sqrt_spread_advantage_ci_low),
+            float(o.sqrt_spread_advantage_ci_high),
+            int(o.scaling_seeds),
+        )
+        if seeds < min_seeds:
+            verdicts.append(NOT_RESOLVED)
+            reasons.append(f"{opt}: {seeds} seed(s) per (rule, kappa), needs {min_seeds}")
+        elif hi < 0:
+            verdicts.append(NOT_CONFIRMED)
+            reasons.append(f"{opt}: the sqrt rule spreads more (CI {fmt(lo)}..{fmt(hi)})")
+        elif lo > 0 and (hi - lo) / 2 <= max_half_width:
+            verdicts.append(CONFIRMED)
+        else:
+            verdicts.append(NOT_RESOLVED)
+            reasons.append(f"{opt}: CI {fmt(lo)}..{fmt(hi)} includes 0 or is wider than +-{fmt(max_half_width)}")
+    worst = a.sqrt_spread_advantage.argmin().item()
+    o = a.isel(optimizer=worst)
+    verdict = combine(verdicts)
+    return Measurement(quantity, float(o.sqrt_spread_advantage), criterion, verdict,
+                       "; ".join(reasons) if verdict != CONFIRMED else "",
+                       float(o.sqrt_spread_advantage_ci_low), float(o.sqrt_spread_advantage_ci_high))  # fmt: skip
+
+
+def adaptive_svag_converges(analyses, *, min_signal: float, max_half_width: float):
+    """Per optimizer, the successive distances of adaptive SVAG shrink with l: exponent
+    p > 0 (CI above 0), the distances resolved above seed noise."""
+    a = analyses["adaptive"]
+    quantity = "exponent p of |f_l - f_2l| ~ l^(-p), worst optimizer (95% CI over seeds)"
+    criterion = (f"the CI above 0 for each optimizer, half-width <= {fmt(max_half_width)}, every |f_l - f_2l| >= "
+                 f"{fmt(min_signal)}x its seed-noise floor")  # fmt: skip
+    if "svag_convergence_exponent" not in a:
+        return not_measured(quantity, criterion, "adaptive.nc has no SVAG rate (needs l doubling, >= 3 values)")
+    rows, verdicts, reasons = [], [], []
+    for opt in a.optimizer.values:
+        p, lo, hi, signal = convergence_exponent(a.sel(optimizer=opt), "svag_")
+        rows.append((p, lo, hi))
+        if not signal >= min_signal:
+            verdicts.append(NOT_RESOLVED)
+            reasons.append(f"{opt}: smallest distance {fmt(signal)}x its seed-noise floor (needs {fmt(min_signal)}x)")
+        elif (hi - lo) / 2 > max_half_width:
+            verdicts.append(NOT_RESOLVED)
+            reasons.append(f"{opt}: CI half-width {fmt((hi - lo) / 2)} > {fmt(max_half_width)}")
+        elif lo > 0:
+            verdicts.append(CONFIRMED)
+        else:
+            verdicts.append(NOT_CONFIRMED)
+            reasons.append(f"{opt}: CI {fmt(lo)}..{fmt(hi)} reaches 0")
+    p, lo, hi = min(rows)
+    verdict = combine(verdicts)
+    return Measurement(quantity, p, criterion, verdict, "; ".join(reasons) if verdict != CONFIRMED else "", lo, hi)
