@@ -39,6 +39,7 @@ slurm:
 
 demo: $(STAMP) data
 	$(BIN)/snakemake --cores $(CORES)
+	@$(BIN)/python -m lrdynamics.studies.ledger show results/claims.csv
 
 test: $(STAMP) data slurm
 	$(BIN)/python -m pytest

@@ -15,7 +15,7 @@ from conftest import REPO, test_config, tiny_config, write_fake_fashion_mnist
 from lrdynamics.engine.combine import combine_runs
 from lrdynamics.engine.data import DEBIAN_FASHION_MNIST
 from lrdynamics.engine.runfile import check_contract, open_runs
-from lrdynamics.studies import FIGURES
+from lrdynamics.studies import CLAIMS, FIGURES, ledger
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
 
@@ -96,6 +96,14 @@ def test_demo_chain_end_to_end(tmp_path, data):
             assert list(lsr.batch_size.values) == [25, 100]
             assert list(lsr.learning_rate.sel(experiment="lsr").values) == [0.05, 0.2]
             assert (lsr.gradient_noise > 0).all() and float(lsr.predicted_critical_batch_size.sel(experiment="lsr")) > 0
+        # The claims ledger: every claim of the catalog, measured in this config, each verdict
+        # but confirmed with its reason; the decay pair compared in function space.
+        table = ledger.read(tmp_path / "results" / "claims.csv")
+        assert list(table["id"]) == list(CLAIMS) and set(table["verdict"]) <= set(ledger.VERDICTS)
+        assert (table["reason"][table["verdict"] != ledger.CONFIRMED] != "").all()
+        assert (table["measured_in"] == "test").all()
+        with xr.open_dataset(tmp_path / "results" / "analysis" / "decay_equilibrium.nc") as dec:
+            assert list(dec.comparison.values) == ["dec"] and dec.sizes["step"] > 2
     # One dataset per experiment: the whole grid at once, the diverged run kept as NaN.
     with xr.open_dataset(tmp_path / "results" / "tiny.nc") as tiny:
         assert dict(tiny.status.sizes) == {"wd": 2, "seed": 2} and (tiny.status == "completed").all()
@@ -116,6 +124,7 @@ def test_demo_chain_end_to_end(tmp_path, data):
         figures = sorted(p.name for p in (tmp_path / "results" / "figures").glob("*.png"))
         assert sorted(n.rsplit("/", 1)[1] for n in names if n.endswith(".png")) == figures
         assert html.count("The configuration that made it") == len(figures)
+        assert any(n.endswith("claims.html") for n in names) and "Claims ledger" in html
         for category in ("Exponential LR (Li &amp; Arora 2020)", "Large-LR implicit biases"):
             assert category in html or category.replace("&amp;", "&") in html
 

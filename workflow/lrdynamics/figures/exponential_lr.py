@@ -94,11 +94,16 @@ def schedule_frame(runs: list[xr.Dataset]) -> pd.DataFrame:
 
 
 def plot_texp_vs_step(inputs: FigureInputs, png, pdf=None) -> None:
-    """One column per experiment: LR at every step, effective LR, test accuracy."""
+    """One column per experiment: LR at every step, effective LR, test accuracy (seed means);
+    for a pair of seed ensembles (``decay_equilibrium``) also the function-space distance of
+    the pair against its matched floor, with the time they meet."""
     experiments, titles = inputs.by_experiment, inputs.titles
+    pairs = inputs.analyses.get("decay_equilibrium")
+    compared = set(pairs.comparison.values) if pairs is not None else set()
     theme()
     n = len(experiments)
-    fig, axes = plt.subplots(3, n, figsize=(5.6 * n, 10.5), constrained_layout=True, squeeze=False)
+    rows = 4 if compared else 3
+    fig, axes = plt.subplots(rows, n, figsize=(5.6 * n, 3.5 * rows), constrained_layout=True, squeeze=False)
     for j, (name, runs) in enumerate(experiments.items()):
         runs = unperturbed(runs)
         df = long_frame(runs, ["total_effective_lr", "test_accuracy"])
@@ -116,4 +121,20 @@ def plot_texp_vs_step(inputs: FigureInputs, png, pdf=None) -> None:
         axes[1, j].set_ylabel("effective LR $\\eta/\\|w\\|^2$ (log)")
         sns.lineplot(data=df, y="test_accuracy", ax=axes[2, j], legend=False, **common)
         axes[2, j].set_ylabel("test accuracy")
+        if rows == 4:
+            ax = axes[3, j]
+            if name not in compared:
+                ax.set_axis_off()
+                continue
+            c = pairs.sel(comparison=name)
+            ax.plot(c.epoch, c.l1_distance_to_reference, color="C3", label="distance D (disjoint halves)")
+            ax.plot(c.epoch, c.l1_matched_floor, color="C3", ls=":", label="matched floor F")
+            spe = float(c.step[-1]) / float(c.epoch[-1])  # steps per epoch
+            ax.axvline(float(c.history_switch_step) / spe, color="0.5", lw=0.8, ls="--", label="last decay")
+            t = float(c.history_equilibrium_step)
+            if np.isfinite(t):
+                ax.axvline(t / spe, color="C2", lw=1.2, label=f"meet: step {t:g}")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("l1 distance of label distributions")
+            ax.legend(fontsize=8)
     save(fig, png, pdf, title="Step decay, its exponential counterparts, and decays of WD instead of LR", fontsize=12)

@@ -199,7 +199,7 @@ def plot_random_schedules_equilibrium(inputs: FigureInputs, png, pdf=None) -> No
 def plot_small_lr_generalization(inputs: FigureInputs, png, pdf=None) -> None:
     """Test accuracy against epochs for each initial LR; final accuracy and time to match."""
     runs, title = inputs.runs, inputs.title
-    df = long_frame(runs, ["test_accuracy", "learning_rate"])
+    df = long_frame(runs, ["test_accuracy", "total_effective_lr"])
     df["initial LR"] = [f"{ds.attrs['lr0']:g}" for ds in runs for _ in range(ds.sizes["step"])]
     theme()
     fig, axes = plt.subplots(1, 2, figsize=(14, 5), constrained_layout=True)
@@ -207,10 +207,11 @@ def plot_small_lr_generalization(inputs: FigureInputs, png, pdf=None) -> None:
     sns.lineplot(
         data=df, x="epoch", y="test_accuracy", hue="initial LR", hue_order=order, errorbar=("pi", 100), ax=axes[0]
     )
-    sns.lineplot(data=df, x="epoch", y="learning_rate", hue="initial LR", hue_order=order, ax=axes[1], errorbar=None)
+    sns.lineplot(data=df, x="epoch", y="total_effective_lr", hue="initial LR", hue_order=order, ax=axes[1],
+                 errorbar=("pi", 100))  # fmt: skip
     axes[1].set_yscale("log")
     axes[0].set_ylabel("test accuracy")
-    axes[1].set_ylabel("learning rate (log)")
+    axes[1].set_ylabel("effective LR $\\eta/\\|w\\|^2$ (log)")
     mean = df.groupby(["initial LR", "epoch"])["test_accuracy"].mean()
     standard = order[0]
     target = mean[standard].iloc[-1]

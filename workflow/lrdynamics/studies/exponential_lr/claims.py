@@ -106,8 +106,8 @@ def _decay(analyses, key: str, what: str, *, min_peak_ratio: float, min_relaxati
 
 
 def decay_target_same_equilibrium(analyses, **criterion):
-    return _decay(analyses, "schedule.decay_target", "LR decay vs WD decay", **criterion)
+    return _decay(analyses, "decay_target", "LR decay vs WD decay", **criterion)
 
 
 def instant_decay_temporary(analyses, **criterion):
-    return _decay(analyses, "schedule.milestones", "Exp LR with and without instant decays", **criterion)
+    return _decay(analyses, "milestones", "Exp LR with and without instant decays", **criterion)

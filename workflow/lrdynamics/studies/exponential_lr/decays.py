@@ -18,12 +18,14 @@ import math
 import numpy as np
 import xarray as xr
 
+from lrdynamics.engine.contract import SEED_DIM
 from lrdynamics.engine.runfile import file_attributes, runs_by_experiment
 from lrdynamics.engine.schedules import alpha_root, milestone_steps
 from lrdynamics.studies.exponential_lr import REFERENCE
 from lrdynamics.studies.intrinsic_lr.equilibrium import _n_classes, final_phase, function_space_distances
 
-SEED_KEY = "training.seed"
+# A member's hyperparameters name its seed (ensembles: SEED_DIM; seed grids: training.seed).
+SEED_KEYS = (SEED_DIM, "training.seed")
 
 
 def _config(ds: xr.Dataset) -> dict:
@@ -32,7 +34,7 @@ def _config(ds: xr.Dataset) -> dict:
 
 def grid_point(ds: xr.Dataset) -> str:
     """A member's grid point: its hyperparameters without the seed, as ``key=value`` text."""
-    hp = {k: v for k, v in _config(ds)["hyperparameters"].items() if k != SEED_KEY}
+    hp = {k: v for k, v in _config(ds)["hyperparameters"].items() if k not in SEED_KEYS}
     return ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(hp.items()))
 
 
@@ -82,7 +84,8 @@ def decay_equilibrium(runs: list[xr.Dataset], resamples: int = 200) -> xr.Datase
         labels = list(points)
         switch = max(last_milestone_step(points[label][0]) for label in labels)
         phases = [(*decay_phase(points[label])[:3], switch) for label in labels]
-        fs = function_space_distances(points, _n_classes(runs), resamples, phases=phases)
+        members = [m for group in points.values() for m in group]
+        fs = function_space_distances(points, _n_classes(members), resamples, phases=phases, from_switch=True)
         fs = fs.isel(schedule=1).drop_vars("schedule")
         fs = fs.assign_coords(reference_point=labels[0], compared_point=labels[1])
         parts.append(fs.expand_dims(comparison=[name]))

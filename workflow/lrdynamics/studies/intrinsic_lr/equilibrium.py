@@ -395,12 +395,15 @@ def run_summaries(runs: list[xr.Dataset], metric: str, tolerance: float, final_f
 
 
 def function_space_distances(groups: dict[str, list[xr.Dataset]], n_classes: int, n_boot: int = 200,
-                             seed: int = 0, phases: list[tuple] | None = None) -> xr.Dataset:  # fmt: skip
+                             seed: int = 0, phases: list[tuple] | None = None,
+                             from_switch: bool = False) -> xr.Dataset:  # fmt: skip
     """Histories against the first (the reference): per step, the disjoint-half distance and
     each schedule's split-half floor; per schedule, the time to equilibrium by the rule.
 
     ``phases``: per schedule, ``final_phase``'s (lr, wd, intrinsic LR, switch step), where
-    the LR and WD alone do not say when the schedules become equivalent (Exp LR)."""
+    the LR and WD alone do not say when the schedules become equivalent (Exp LR);
+    ``from_switch``: the peak and the crossing are sought from the switch on only (runs that
+    are the same before it, where a peak could only be noise)."""
     names = list(groups)
     preds = {n: ensemble_predictions(runs) for n, runs in groups.items()}
     steps, epoch, reference = preds[names[0]]
@@ -418,7 +421,8 @@ def function_space_distances(groups: dict[str, list[xr.Dataset]], n_classes: int
         f = matched_floor(floor_s, floor_ref)
         dist[i], floor[i], own_floor[i] = d[0], f[0], floor_s[0]
         if i:
-            times, ratio[i] = _crossings(steps, d, f)
+            keep = steps >= switch[i] if from_switch else np.ones(len(steps), bool)
+            times, ratio[i] = _crossings(steps[keep], d[:, keep], f[:, keep])
             t_eq[i], (lo[i], hi[i]) = times[0], _interval(times[1:])
     after = np.searchsorted(steps, switch)  # the first evaluation at or after the switch
     at_switch = np.array([dist[i, min(a, len(steps) - 1)] for i, a in enumerate(after)])

@@ -22,17 +22,12 @@ from lrdynamics.studies.intrinsic_lr import REFERENCE
 
 
 def welch_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """mean(a) - mean(b) and its Welch t interval (NaN bounds: fewer than 2 of either)."""
+    """mean(a) - mean(b) and its Welch t interval (scipy; NaN bounds: fewer than 2 of either)."""
     diff = float(a.mean() - b.mean())
     if len(a) < 2 or len(b) < 2:
         return diff, np.nan, np.nan
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = np.sqrt(va + vb)
-    if se == 0:
-        return diff, diff, diff
-    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(stats.t.ppf((1 + level) / 2, dof) * se)
-    return diff, diff - half, diff + half
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(level)
+    return diff, float(ci.low), float(ci.high)
 
 
 def small_lr_analysis(runs: list[xr.Dataset]) -> xr.Dataset:

@@ -67,7 +67,7 @@ def balancing(analyses, *, max_ratio: float, min_small_ratio: float):
     quantity = "largest final / initial imbalance of the converged runs with 2 < c < 4"
     criterion = f"<= {fmt(max_ratio)} for each converged c in (2, 4), >= {fmt(min_small_ratio)} for c < 2"
     c = toy.c.values
-    ratio = np.abs(toy.final_balance.values) / abs(float(toy.balance.isel(step=0).values))
+    ratio = np.abs(toy.final_balance.values) / np.abs(toy.balance.isel(step=0).values)
     converged = toy.diverged_step.values < 0
     large, small = (c > 2) & (c < 4) & converged, c < 2
     if not large.any() or not small.any():
