@@ -9,8 +9,7 @@ import pytest
 import xarray as xr
 
 from lrdynamics.config.schema import load_schema, schema_defaults
-from lrdynamics.studies import ANALYSES, CLAIMS, FIGURES, load
-from lrdynamics.studies import ledger
+from lrdynamics.studies import ANALYSES, CLAIMS, FIGURES, ledger, load
 from lrdynamics.studies.adaptive_sde.analysis import sqrt_rule_advantage
 from lrdynamics.studies.intrinsic_lr.small_lr import welch_interval
 from lrdynamics.studies.sde_validity.svag import convergence_rate
