@@ -15,7 +15,6 @@ from lrdynamics.engine.checkpoint import Checkpointing, Interrupted, config_fing
 from lrdynamics.engine.contract import ensemble_size, run_config_json, run_schema
 from lrdynamics.engine.devices import gpu_slot
 from lrdynamics.engine.ensemble import EnsembleTrainer
-from lrdynamics.engine.gd import GradientDescent
 from lrdynamics.engine.runfile import write_atomic
 from lrdynamics.engine.trainer import Trainer
 
@@ -27,6 +26,9 @@ def trainer_class(run: dict):
     """The engine of a resolved run: full-batch GD for ``gd_experiments`` runs, a seed
     ensemble for ``training.ensemble`` > 1, else the minibatch trainer."""
     if run_schema(run) == "gd_run":
+        # imported here: its Lanczos (scipy) costs every minibatch job 0.25 s at start-up
+        from lrdynamics.engine.gd import GradientDescent
+
         return GradientDescent
     return EnsembleTrainer if ensemble_size(run) > 1 else Trainer
 
