@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -114,7 +115,7 @@ def plot_texp_vs_step(inputs: FigureInputs, png, pdf=None) -> None:
         sns.lineplot(data=sched, y="learning_rate", ax=ax, **common)
         ax.set_yscale("log")
         ax.set_ylabel("learning rate (log)")
-        ax.set_title(titles.get(name) or name, fontsize=10)
+        ax.set_title(textwrap.fill(titles.get(name) or name, 70), fontsize=10)
         ax.legend(fontsize=8, title=None)
         sns.lineplot(data=df, y="total_effective_lr", ax=axes[1, j], legend=False, **common)
         axes[1, j].set_yscale("log")

@@ -30,11 +30,14 @@ def sqrt_rule_closest(analyses, *, min_seeds: int, max_half_width: float):
         elif hi < 0:
             verdicts.append(NOT_CONFIRMED)
             reasons.append(f"{opt}: the sqrt rule spreads more (CI {fmt(lo)}..{fmt(hi)})")
-        elif lo > 0 and (hi - lo) / 2 <= max_half_width:
+        elif (hi - lo) / 2 > max_half_width:
+            verdicts.append(NOT_RESOLVED)
+            reasons.append(f"{opt}: CI {fmt(lo)}..{fmt(hi)}, half-width {fmt((hi - lo) / 2)} > {fmt(max_half_width)}")
+        elif lo > 0:
             verdicts.append(CONFIRMED)
         else:
             verdicts.append(NOT_RESOLVED)
-            reasons.append(f"{opt}: CI {fmt(lo)}..{fmt(hi)} includes 0 or is wider than +-{fmt(max_half_width)}")
+            reasons.append(f"{opt}: CI {fmt(lo)}..{fmt(hi)} includes 0")
     worst = a.sqrt_spread_advantage.argmin().item()
     o = a.isel(optimizer=worst)
     verdict = combine(verdicts)

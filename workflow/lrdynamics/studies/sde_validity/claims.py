@@ -46,7 +46,7 @@ def lsr_holds_below_critical_batch(analyses, *, hold_tolerance: float, break_dro
     within ``hold_tolerance`` of the smallest batch's) up to B*/2 and breaks (a drop of at
     least ``break_drop``) from 2 B* on."""
     lsr = analyses["lsr"]
-    quantity = "worst drop below B*/2 | smallest drop above 2B* (final test accuracy vs the smallest B)"
+    quantity = "worst drop of final test accuracy from the smallest B, up to B*/2 (the drops above 2B*: criterion)"
     criterion = f"drops <= {fmt(hold_tolerance)} for B <= B*/2 and >= {fmt(break_drop)} for B >= 2B*, per net"
     holds, breaks, skipped, notes = [], [], [], []
     for name in lsr.experiment.values:
@@ -75,5 +75,5 @@ def lsr_holds_below_critical_batch(analyses, *, hold_tolerance: float, break_dro
     if min(breaks) < break_drop:
         misses.append(f"above 2B* it drops only {fmt(min(breaks))}")
     if misses:
-        return Measurement(quantity, value, criterion, NOT_CONFIRMED, "; ".join(misses), value, min(breaks))
-    return Measurement(quantity, value, criterion, CONFIRMED, "", value, min(breaks))
+        return Measurement(quantity, value, criterion, NOT_CONFIRMED, "; ".join(misses))
+    return Measurement(quantity, value, criterion, CONFIRMED)
