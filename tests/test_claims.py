@@ -158,3 +158,10 @@ def test_ledger_table_round_trips_through_csv_and_readme(tmp_path):
     assert f"{len(CLAIMS)} claims: {len(CLAIMS)} confirmed, 0 not confirmed, 0 not resolved." in text
     ds = ledger.ledger_dataset(back)
     assert ds.sizes["claim"] == len(CLAIMS)
+
+
+def test_judge_positive_gives_each_verdict():
+    assert ledger.judge_positive(0.01, 0.03, 0.02)[0] == ledger.CONFIRMED
+    assert ledger.judge_positive(-0.03, -0.01, 0.02)[0] == ledger.NOT_CONFIRMED
+    assert ledger.judge_positive(-0.01, 0.01, 0.02)[1].endswith("includes 0")
+    assert "half-width" in ledger.judge_positive(0.01, 0.2, 0.02)[1]

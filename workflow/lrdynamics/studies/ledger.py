@@ -111,6 +111,19 @@ def judge_equivalence_band(
     return Measurement(quantity, value, criterion, NOT_RESOLVED, reason, ci_low, ci_high)
 
 
+def judge_positive(lo: float, hi: float, max_half_width: float) -> tuple[str, str]:
+    """(verdict, reason) for "the quantity is > 0" from its CI: wholly below 0 refutes it;
+    wider than +-``max_half_width`` or straddling 0 resolves nothing; wholly above confirms."""
+    half = (hi - lo) / 2
+    if hi < 0:
+        return NOT_CONFIRMED, f"CI {fmt(lo)}..{fmt(hi)} lies below 0"
+    if not half <= max_half_width:
+        return NOT_RESOLVED, f"CI {fmt(lo)}..{fmt(hi)}, half-width {fmt(half)} > {fmt(max_half_width)}"
+    if lo > 0:
+        return CONFIRMED, ""
+    return NOT_RESOLVED, f"CI {fmt(lo)}..{fmt(hi)} includes 0"
+
+
 def merge_outcome(row: xr.Dataset, *, min_peak_ratio: float, min_relaxations: float) -> tuple[str, str, float, tuple]:
     """The function-space rule of section 3 on one pair of ensembles (a row of
     ``function_space_distances``): (verdict, reason, time after the switch in relaxation

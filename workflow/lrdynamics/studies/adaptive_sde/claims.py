@@ -3,7 +3,15 @@ reasons in docs/science.md section 8), from ``adaptive.nc``."""
 
 from __future__ import annotations
 
-from lrdynamics.studies.ledger import CONFIRMED, NOT_CONFIRMED, NOT_RESOLVED, Measurement, combine, fmt, not_measured
+from lrdynamics.studies.ledger import (
+    CONFIRMED,
+    NOT_RESOLVED,
+    Measurement,
+    combine,
+    fmt,
+    judge_positive,
+    not_measured,
+)
 from lrdynamics.studies.sde_validity.claims import convergence_exponent
 
 
@@ -24,20 +32,10 @@ def sqrt_rule_closest(analyses, *, min_seeds: int, max_half_width: float):
             float(o.sqrt_spread_advantage_ci_high),
             int(o.scaling_seeds),
         )
-        if seeds < min_seeds:
-            verdicts.append(NOT_RESOLVED)
-            reasons.append(f"{opt}: {seeds} seed(s) per (rule, kappa), needs {min_seeds}")
-        elif hi < 0:
-            verdicts.append(NOT_CONFIRMED)
-            reasons.append(f"{opt}: the sqrt rule spreads more (CI {fmt(lo)}..{fmt(hi)})")
-        elif (hi - lo) / 2 > max_half_width:
-            verdicts.append(NOT_RESOLVED)
-            reasons.append(f"{opt}: CI {fmt(lo)}..{fmt(hi)}, half-width {fmt((hi - lo) / 2)} > {fmt(max_half_width)}")
-        elif lo > 0:
-            verdicts.append(CONFIRMED)
-        else:
-            verdicts.append(NOT_RESOLVED)
-            reasons.append(f"{opt}: CI {fmt(lo)}..{fmt(hi)} includes 0")
+        verdict, reason = (NOT_RESOLVED, f"{seeds} seed(s) per (rule, kappa), needs {min_seeds}") if (
+            seeds < min_seeds) else judge_positive(lo, hi, max_half_width)  # fmt: skip
+        verdicts.append(verdict)
+        reasons += [f"{opt}: {reason}"] if reason else []
     worst = a.sqrt_spread_advantage.argmin().item()
     o = a.isel(optimizer=worst)
     verdict = combine(verdicts)
@@ -59,17 +57,10 @@ def adaptive_svag_converges(analyses, *, min_signal: float, max_half_width: floa
     for opt in a.optimizer.values:
         p, lo, hi, signal = convergence_exponent(a.sel(optimizer=opt), "svag_")
         rows.append((p, lo, hi))
-        if not signal >= min_signal:
-            verdicts.append(NOT_RESOLVED)
-            reasons.append(f"{opt}: smallest distance {fmt(signal)}x its seed-noise floor (needs {fmt(min_signal)}x)")
-        elif (hi - lo) / 2 > max_half_width:
-            verdicts.append(NOT_RESOLVED)
-            reasons.append(f"{opt}: CI half-width {fmt((hi - lo) / 2)} > {fmt(max_half_width)}")
-        elif lo > 0:
-            verdicts.append(CONFIRMED)
-        else:
-            verdicts.append(NOT_CONFIRMED)
-            reasons.append(f"{opt}: CI {fmt(lo)}..{fmt(hi)} reaches 0")
+        noisy = f"smallest distance {fmt(signal)}x its seed-noise floor (needs {fmt(min_signal)}x)"
+        verdict, reason = (NOT_RESOLVED, noisy) if not signal >= min_signal else judge_positive(lo, hi, max_half_width)
+        verdicts.append(verdict)
+        reasons += [f"{opt}: {reason}"] if reason else []
     p, lo, hi = min(rows)
     verdict = combine(verdicts)
     return Measurement(quantity, p, criterion, verdict, "; ".join(reasons) if verdict != CONFIRMED else "", lo, hi)
