@@ -83,7 +83,7 @@ def test_the_workflow_through_real_slurm_equals_a_local_run(tmp_path, slurm):
 
     # The same numbers as the local run: every run file, and the combined experiments.
     outputs = sorted(p.relative_to(local) for p in (local / "results").rglob("*.nc"))
-    assert len(outputs) == 3 + 2, outputs  # 3 runs, tiny.nc and gd.nc
+    assert len(outputs) == 3 + 2 + 1, outputs  # 3 runs, tiny.nc and gd.nc, and claims.nc
     for rel in outputs:
         with xr.open_dataset(local / rel) as a, xr.open_dataset(cluster / rel) as b:
             timings = [v for v in a.data_vars if re.search(r"(_time_s|steps_per_second)$", v)]  # (combined)

@@ -86,9 +86,10 @@ def decay_equilibrium(runs: list[xr.Dataset], resamples: int = 200) -> xr.Datase
         phases = [(*decay_phase(points[label])[:3], switch) for label in labels]
         members = [m for group in points.values() for m in group]
         fs = function_space_distances(points, _n_classes(members), resamples, phases=phases, from_switch=True)
-        fs = fs.isel(schedule=1).drop_vars("schedule")
-        fs = fs.assign_coords(reference_point=labels[0], compared_point=labels[1])
-        parts.append(fs.expand_dims(comparison=[name]))
+        fs = fs.isel(schedule=1).drop_vars("schedule").expand_dims(comparison=[name])
+        # along comparison even for one pair (a scalar coordinate would not be)
+        parts.append(fs.assign_coords(reference_point=("comparison", [labels[0]]),
+                                      compared_point=("comparison", [labels[1]])))  # fmt: skip
     out = xr.concat(parts, dim="comparison", join="outer", coords="different", compat="equals")
     out.attrs.update(attrs, bootstrap_resamples=resamples)
     return out
