@@ -2,7 +2,6 @@
 the analysis files (``lrdynamics.studies.ledger``)."""
 
 import logging
-from pathlib import Path
 
 from lrdynamics.engine.logs import setup_logging
 from lrdynamics.engine.runfile import write_atomic
@@ -16,7 +15,7 @@ table = ledger.ledger_table(ledger.claim_rows(analyses, p.criteria, p.measured, 
 out = snakemake.output  # noqa: F821
 ledger.write_csv(table, out.csv)
 write_atomic(ledger.ledger_dataset(table), out.nc)
-Path(out.html).write_text(ledger.html(table))
+ledger.write_html(table, out.html)
 for _, row in table.iterrows():
     log.info(
         "%s: %s %s%s",
@@ -25,4 +24,4 @@ for _, row in table.iterrows():
         ledger.measured_text(row),
         f" ({row['reason']})" if row["reason"] else "",
     )
-log.info("%s", ", ".join(f"{n} {v}" for v, n in ledger.verdict_counts(table).items()))
+log.info("%s", ledger.counts_text(table))

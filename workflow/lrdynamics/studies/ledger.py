@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from lrdynamics.engine.files import atomic_path
 from lrdynamics.studies import CLAIMS, load
 
 CONFIRMED, NOT_CONFIRMED, NOT_RESOLVED = "confirmed", "not confirmed", "not resolved"
@@ -191,10 +192,15 @@ def open_analyses(paths) -> dict[str, xr.Dataset]:
 
 
 def write_csv(table: pd.DataFrame, path) -> None:
-    """The ledger as CSV, written to a temporary name and renamed (never half a file)."""
-    tmp = Path(f"{path}.tmp")
-    table.to_csv(tmp, index=False, float_format="%.6g")
-    tmp.replace(path)
+    """The ledger as CSV (atomically: never half a file)."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def write_html(table: pd.DataFrame, path) -> None:
+    """The ledger as the report's HTML page (atomically)."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(html(table))
 
 
 def ledger_table(rows: list[dict]) -> pd.DataFrame:
@@ -214,6 +220,11 @@ def ledger_dataset(table: pd.DataFrame) -> xr.Dataset:
 
 def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
     return {v: int((table["verdict"] == v).sum()) for v in VERDICTS}
+
+
+def counts_text(table: pd.DataFrame) -> str:
+    """The count of each verdict, as "9 confirmed, 3 not confirmed, 8 not resolved"."""
+    return ", ".join(f"{n} {v}" for v, n in verdict_counts(table).items())
 
 
 def _number(x) -> str:
@@ -243,8 +254,7 @@ def markdown(table: pd.DataFrame) -> str:
                 row["reason"], f"`{row['figure']}`",
             )) + " |"
         )  # fmt: skip
-    counts = ", ".join(f"{n} {v}" for v, n in verdict_counts(table).items())
-    return "\n".join(lines) + f"\n\n{len(table)} claims: {counts}.\n"
+    return "\n".join(lines) + f"\n\n{len(table)} claims: {counts_text(table)}.\n"
 
 
 def html(table: pd.DataFrame) -> str:
@@ -252,12 +262,11 @@ def html(table: pd.DataFrame) -> str:
     shown = table.assign(measured=[measured_text(r) for _, r in table.iterrows()])
     shown = shown[["id", "paper", "claim", "paper_value", "measured", "criterion", "verdict", "reason",
                    "measured_in", "figure"]]  # fmt: skip
-    counts = ", ".join(f"{n} {v}" for v, n in verdict_counts(table).items())
     return (
         "<html><head><meta charset='utf-8'><title>Claims ledger</title>"
         "<style>td,th{border:1px solid #bbb;padding:4px;vertical-align:top;font:13px sans-serif}"
         "table{border-collapse:collapse}</style></head><body>"
-        f"<h2>Claims ledger</h2><p>{len(table)} claims: {counts}.</p>"
+        f"<h2>Claims ledger</h2><p>{len(table)} claims: {counts_text(table)}.</p>"
         + shown.to_html(index=False, escape=True, na_rep="")
         + "</body></html>\n"
     )
@@ -298,7 +307,7 @@ def main(argv=None) -> int:
         for _, row in table.iterrows():
             line = f"  {row['verdict']:<14} {row['id']:<28} {measured_text(row)}"
             print(line + (f"\n  {'':<14} {'':<28} reason: {row['reason']}" if row["reason"] else ""))
-        print("\n" + ", ".join(f"{n} {v}" for v, n in verdict_counts(table).items()))
+        print("\n" + counts_text(table))
     else:
         write_readme(args.readme, table, args.csv)
         print(f"wrote the ledger of {args.csv} into {args.readme}")
