@@ -155,11 +155,16 @@ def merge_outcome(row: xr.Dataset, *, min_peak_ratio: float, min_relaxations: fl
     return NOT_RESOLVED, reason, math.nan, ci
 
 
-def combine(verdicts: list[str]) -> str:
-    """Several parts of one claim: not confirmed if any part misses, confirmed if all meet."""
+def combine(parts: list[tuple[str, str, str]]) -> tuple[str, str]:
+    """A claim of several parts, each (label, verdict, reason): not confirmed if any part
+    misses, confirmed if all meet, else not resolved; the reason names each part's."""
+    verdicts = [verdict for _, verdict, _ in parts]
     if NOT_CONFIRMED in verdicts:
-        return NOT_CONFIRMED
-    return CONFIRMED if verdicts and all(v == CONFIRMED for v in verdicts) else NOT_RESOLVED
+        verdict = NOT_CONFIRMED
+    else:
+        verdict = CONFIRMED if verdicts and all(v == CONFIRMED for v in verdicts) else NOT_RESOLVED
+    reason = "; ".join(f"{label}: {why}" for label, _, why in parts if why) if verdict != CONFIRMED else ""
+    return verdict, reason
 
 
 def claim_rows(

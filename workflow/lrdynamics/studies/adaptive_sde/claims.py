@@ -4,7 +4,6 @@ reasons in docs/science.md section 8), from ``adaptive.nc``."""
 from __future__ import annotations
 
 from lrdynamics.studies.ledger import (
-    CONFIRMED,
     NOT_RESOLVED,
     Measurement,
     combine,
@@ -24,7 +23,7 @@ def sqrt_rule_closest(analyses, *, min_seeds: int, max_half_width: float):
                  f"<= {fmt(max_half_width)}")  # fmt: skip
     if "sqrt_spread_advantage" not in a:
         return not_measured(quantity, criterion, "adaptive.nc has no comparison of the three rules")
-    verdicts, reasons = [], []
+    parts = []
     for opt in a.optimizer.values:
         o = a.sel(optimizer=opt)
         lo, hi, seeds = (
@@ -32,15 +31,11 @@ def sqrt_rule_closest(analyses, *, min_seeds: int, max_half_width: float):
             float(o.sqrt_spread_advantage_ci_high),
             int(o.scaling_seeds),
         )
-        verdict, reason = (NOT_RESOLVED, f"{seeds} seed(s) per (rule, kappa), needs {min_seeds}") if (
-            seeds < min_seeds) else judge_positive(lo, hi, max_half_width)  # fmt: skip
-        verdicts.append(verdict)
-        reasons += [f"{opt}: {reason}"] if reason else []
-    worst = a.sqrt_spread_advantage.argmin().item()
-    o = a.isel(optimizer=worst)
-    verdict = combine(verdicts)
-    return Measurement(quantity, float(o.sqrt_spread_advantage), criterion, verdict,
-                       "; ".join(reasons) if verdict != CONFIRMED else "",
+        few = (NOT_RESOLVED, f"{seeds} seed(s) per (rule, kappa), needs {min_seeds}")
+        verdict, reason = few if seeds < min_seeds else judge_positive(lo, hi, max_half_width)
+        parts.append((opt, verdict, reason))
+    o = a.isel(optimizer=a.sqrt_spread_advantage.argmin().item())
+    return Measurement(quantity, float(o.sqrt_spread_advantage), criterion, *combine(parts),
                        float(o.sqrt_spread_advantage_ci_low), float(o.sqrt_spread_advantage_ci_high))  # fmt: skip
 
 
@@ -53,14 +48,12 @@ def adaptive_svag_converges(analyses, *, min_signal: float, max_half_width: floa
                  f"{fmt(min_signal)}x its seed-noise floor")  # fmt: skip
     if "svag_convergence_exponent" not in a:
         return not_measured(quantity, criterion, "adaptive.nc has no SVAG rate (needs l doubling, >= 3 values)")
-    rows, verdicts, reasons = [], [], []
+    rows, parts = [], []
     for opt in a.optimizer.values:
         p, lo, hi, signal = convergence_exponent(a.sel(optimizer=opt), "svag_")
         rows.append((p, lo, hi))
         noisy = f"smallest distance {fmt(signal)}x its seed-noise floor (needs {fmt(min_signal)}x)"
         verdict, reason = (NOT_RESOLVED, noisy) if not signal >= min_signal else judge_positive(lo, hi, max_half_width)
-        verdicts.append(verdict)
-        reasons += [f"{opt}: {reason}"] if reason else []
+        parts.append((opt, verdict, reason))
     p, lo, hi = min(rows)
-    verdict = combine(verdicts)
-    return Measurement(quantity, p, criterion, verdict, "; ".join(reasons) if verdict != CONFIRMED else "", lo, hi)
+    return Measurement(quantity, p, criterion, *combine(parts), lo, hi)

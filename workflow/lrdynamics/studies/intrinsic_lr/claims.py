@@ -94,14 +94,11 @@ def histories_same_equilibrium(analyses, *, min_peak_ratio: float, min_relaxatio
         return not_measured(quantity, criterion, "equilibrium.nc has fewer than two histories")
     parts = [merge_outcome(eq.isel(schedule=i), min_peak_ratio=min_peak_ratio, min_relaxations=min_relaxations)
              for i in range(1, eq.sizes["schedule"])]  # fmt: skip
-    names = eq.schedule.values[1:]
-    verdict = combine([p[0] for p in parts])
-    reason = "; ".join(f"{n}: {p[1]}" for n, p in zip(names, parts) if p[1])
+    verdict, reason = combine([(name, p[0], p[1]) for name, p in zip(eq.schedule.values[1:], parts)])
     times = [p[2] for p in parts]
     value = float(np.max(times)) if np.isfinite(times).all() else np.nan
-    highs = [p[3][1] for p in parts]
-    return Measurement(quantity, value, criterion, verdict, reason if verdict != CONFIRMED else "",
-                       float(np.max([p[3][0] for p in parts])), float(np.max(highs)))  # fmt: skip
+    return Measurement(quantity, value, criterion, verdict, reason,
+                       float(np.max([p[3][0] for p in parts])), float(np.max([p[3][1] for p in parts])))  # fmt: skip
 
 
 def small_lr_reaches_standard(analyses, *, tolerance: float, min_relaxations: float):
