@@ -22,38 +22,31 @@ from lrdynamics.engine.contract import SEED_DIM
 from lrdynamics.engine.runfile import file_attributes, runs_by_experiment
 from lrdynamics.engine.schedules import alpha_root, milestone_steps
 from lrdynamics.studies.exponential_lr import REFERENCE
-from lrdynamics.studies.intrinsic_lr.equilibrium import _n_classes, final_phase, function_space_distances
+from lrdynamics.studies.intrinsic_lr.equilibrium import _n_classes, _run, final_phase, function_space_distances
 
 # A member's hyperparameters name its seed (ensembles: SEED_DIM; seed grids: training.seed).
 SEED_KEYS = (SEED_DIM, "training.seed")
 
 
-def _config(ds: xr.Dataset) -> dict:
-    return json.loads(ds.attrs["config_json"])
-
-
 def grid_point(ds: xr.Dataset) -> str:
     """A member's grid point: its hyperparameters without the seed, as ``key=value`` text."""
-    hp = {k: v for k, v in _config(ds)["hyperparameters"].items() if k not in SEED_KEYS}
+    hp = {k: v for k, v in _run(ds)["hyperparameters"].items() if k not in SEED_KEYS}
     return ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(hp.items()))
 
 
-def decay_phase(runs: list[xr.Dataset]) -> tuple[float, float, float, int]:
-    """(lr, wd, intrinsic LR, switch step) of one ensemble: the switch is the last milestone
-    of either run of the pair (set by the caller), the intrinsic LR its final one; for Exp LR
-    (no WD in the run) -ln alpha of the schedule's (lr, wd, momentum), which an instant decay
-    does not change."""
-    ds = runs[0]
-    run = _config(ds)
+def decay_phase(ds: xr.Dataset) -> tuple[float, float, float]:
+    """(lr, wd, intrinsic LR) of an ensemble's final phase: ``final_phase``'s, and for Exp
+    LR (no WD in the run) the schedule's lr and wd with -ln alpha of them, which an instant
+    decay does not change. (The pair's switch is its last milestone.)"""
+    run = _run(ds)
     spec = run["schedule"]
     if spec["name"] == "exponential":
-        lam_e = -math.log(alpha_root(spec["lr"], spec["wd"], run["optimizer"]["momentum"]))
-        return spec["lr"], spec["wd"], lam_e, 0
-    return final_phase(ds)
+        return spec["lr"], spec["wd"], -math.log(alpha_root(spec["lr"], spec["wd"], run["optimizer"]["momentum"]))
+    return final_phase(ds)[:3]
 
 
 def last_milestone_step(ds: xr.Dataset) -> int:
-    steps = milestone_steps(_config(ds)["schedule"], int(ds.attrs["steps_per_epoch"]))
+    steps = milestone_steps(_run(ds)["schedule"], int(ds.attrs["steps_per_epoch"]))
     return max(steps, default=0)
 
 
@@ -83,7 +76,7 @@ def decay_equilibrium(runs: list[xr.Dataset], resamples: int = 200) -> xr.Datase
     for name, points in pairs.items():
         labels = list(points)
         switch = max(last_milestone_step(points[label][0]) for label in labels)
-        phases = [(*decay_phase(points[label])[:3], switch) for label in labels]
+        phases = [(*decay_phase(points[label][0]), switch) for label in labels]
         members = [m for group in points.values() for m in group]
         fs = function_space_distances(points, _n_classes(members), resamples, phases=phases, from_switch=True)
         fs = fs.isel(schedule=1).drop_vars("schedule").expand_dims(comparison=[name])
