@@ -99,10 +99,10 @@ def svag_analysis(runs: list[xr.Dataset]) -> xr.Dataset:
             long_name=f"|{name} - {name} at l={ls[-1]}| at the last effective step", units="1"
         )
     out["seeds"] = ("l", [len(by_l[l]) for l in ls], {"long_name": "runs averaged", "units": "1"})
-    steps = out.step.values
-    seed_curves = [np.stack([ds[RATE_METRIC].sel(step=steps).values.reshape(len(steps)) for ds in by_l[l]])
-                   for l in ls]  # fmt: skip
     if all(ls[i + 1] == 2 * ls[i] for i in range(len(ls) - 1)) and len(ls) >= 3:
+        steps = out.step.values
+        seed_curves = [np.stack([ds[RATE_METRIC].sel(step=steps).values.reshape(len(steps)) for ds in by_l[l]])
+                       for l in ls]  # fmt: skip
         rate = convergence_rate(seed_curves, ls)
         out = out.assign_coords(pair_l=("pair_l", ls[:-1], {"long_name": "l of the pair (l, 2l)", "units": "1"}))
         out["successive_distance"] = (
