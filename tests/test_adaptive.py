@@ -316,3 +316,83 @@ def test_adaptive_analysis_of_real_runs(synth_data_dir, tmp_path):
     out = adaptive_analysis([*list(scaling_ds.values())[:3], bad], [])
     assert np.isnan(float(out.final_test_accuracy.sel(optimizer="adam", scaling_rule="sqrt", kappa=4.0)))
     assert "scaling_rule=sqrt_batch_size=100" in out.attrs["scaling_diverged_runs"]
+
+
+def _noise_run(batch, rule, estimator, seed=0):
+    """A synthetic run file of the square-root scaling analysis with noise measurements."""
+    import json
+
+    import xarray as xr
+
+    rng = np.random.default_rng(seed + batch)
+    config = {"optimizer": {"name": "adam"}, "training": {"batch_size": batch},
+              "schedule": {"scaling_rule": rule, "reference_batch_size": 25, "lr": 1e-3},
+              "gradient_noise": {"estimator": estimator}}  # fmt: skip
+    n = 3
+    data = {name: ("step", rng.uniform(0.1, 1, 2)) for name in ("test_accuracy", "test_loss", "train_loss")}
+    data |= {name: ("noise_step", rng.uniform(0.5, 2, n)) for name in
+             ("gradient_signal", "batch_gradient_noise", "gradient_noise", "example_gradient_norm")}  # fmt: skip
+    ds = xr.Dataset(data, coords={"step": [0, 1], "epoch": ("step", [0.0, 1.0]), "noise_step": np.arange(n),
+                                  "noise_epoch": ("noise_step", np.arange(n) / 2)})  # fmt: skip
+    ds.attrs.update(status="completed", run=f"{rule}-{batch}-{estimator}", config_json=json.dumps(config))
+    return ds
+
+
+def test_sqrt_scaling_snr_follows_the_noise_estimator():
+    """minibatch: SNR = G / tr Sigma_B and the trace tr Sigma_B (today's); per_example: the
+    adaptive-SDE authors' (mean_i |g_i|)^2 / tr Sigma_1 and tr Sigma_1, said in the attributes;
+    a per-example run without the mean norm, or both estimators at once, are errors."""
+    from lrdynamics.studies.adaptive_sde.analysis import sqrt_scaling_analysis
+
+    for estimator in ("minibatch", "per_example"):
+        runs = [_noise_run(b, r, estimator) for r in ("none", "sqrt") for b in (25, 100)]
+        out = sqrt_scaling_analysis(runs)
+        assert out.attrs["gradient_noise_estimator"] == estimator
+        for ds in runs:
+            run = ds.attrs["run"].split("-")
+            cell = out.sel(optimizer="adam", scaling_rule=run[0], kappa=int(run[1]) / 25)
+            if estimator == "minibatch":
+                trace, snr = ds.batch_gradient_noise, ds.gradient_signal / ds.batch_gradient_noise
+            else:
+                trace, snr = ds.gradient_noise, ds.example_gradient_norm**2 / ds.gradient_noise
+            np.testing.assert_allclose(cell.gradient_noise_trace.values, trace.values)
+            np.testing.assert_allclose(cell.signal_to_noise.values, snr.values)
+        text = out.signal_to_noise.attrs["long_name"]
+        assert ("(mean_i |g_i|)^2 / tr Sigma_1" in text) == (estimator == "per_example")
+    bare = _noise_run(25, "none", "per_example").drop_vars("example_gradient_norm")
+    with pytest.raises(ValueError, match="example_gradient_norm"):
+        sqrt_scaling_analysis([bare, _noise_run(100, "none", "per_example")])
+    with pytest.raises(ValueError, match="mix"):
+        sqrt_scaling_analysis([_noise_run(25, "none", "minibatch"), _noise_run(100, "none", "per_example")])
+
+
+@pytest.mark.parametrize("ensemble", [1, 2])
+def test_per_example_noise_is_written_to_the_run_file(synth_data_dir, tmp_path, ensemble):
+    """gradient_noise.estimator per_example through the trainer (single run and ensemble):
+    the file has the mean single-example gradient norm beside tr Sigma_1, and the contract holds."""
+    import xarray as xr
+
+    from lrdynamics.engine.job import train
+    from lrdynamics.engine.runfile import check_contract
+
+    run = next(iter(resolve(tiny_config(
+        synth_data_dir,
+        model={"name": "cnn4", "width": 4, "norm": "gn", "groups": 2},
+        optimizer={"name": "adam", "momentum": 0.0},
+        training={"epochs": 1, "ensemble": ensemble},
+        gradient_noise={"every": 0.5, "estimator": "per_example", "samples": 6},
+    ))["runs"]["tiny"].values()))  # fmt: skip
+    out = tmp_path / "run.nc"
+    train(run, out, threads=1)
+    with xr.open_dataset(out) as ds:
+        assert check_contract(ds) == []
+        norms = ds.example_gradient_norm.values
+        assert np.isfinite(norms).all() and (norms > 0).all()
+        # mean |g_i| >= |mean g_i| and (mean |g_i|)^2 >= G (Jensen): the SNR numerator is not G
+        assert (norms**2 >= ds.gradient_signal.values - 1e-9).all()
+
+
+def test_per_example_noise_with_batchnorm1d_is_a_config_error(synth_data_dir):
+    with pytest.raises(ConfigError, match="per_example"):
+        resolve(tiny_config(synth_data_dir, model={"name": "mlp", "norm": "bn"},
+                            gradient_noise={"every": 1, "estimator": "per_example"}))  # fmt: skip

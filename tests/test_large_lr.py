@@ -13,11 +13,14 @@ import torch.nn.functional as F
 from conftest import resolve, tiny_config
 from lrdynamics.config import ConfigError
 from lrdynamics.engine.checkpoint import Interrupted
+from lrdynamics.engine.data import gd_example_indices, load_prepared, pixel_statistics, stratified_subset
 from lrdynamics.engine.gd import GradientDescent, gd_loss, huber_loss, mse_loss
 from lrdynamics.engine.hessian import exact_hessian, sharpness
 from lrdynamics.engine.job import train
 from lrdynamics.engine.models import fc_net, set_layer_norms, weight_layers
 from lrdynamics.engine.runfile import check_contract, gd_run_dataset, open_runs
+from lrdynamics.figures.common import FigureInputs
+from lrdynamics.figures.large_lr import plot_edge_of_stability
 from lrdynamics.studies.large_lr.balancing import balancing_dataset, balancing_gd
 from lrdynamics.studies.large_lr.catapult import catapult_dataset, catapult_gd, catapult_summary
 from lrdynamics.studies.large_lr.eos import OUTCOMES, eos_analysis, run_summary
@@ -83,6 +86,33 @@ def test_warm_start_gives_the_same_eigenvalue_with_fewer_products():
     assert warm_products < cold_products
 
 
+def diagonal_quadratic(diagonal):
+    """A linear model w . x on the unit vectors with loss 0.5 * mean_i d_i (w . e_i)^2: the
+    Hessian is diag(d) / n, whatever the weights (n = len(d))."""
+    n = len(diagonal)
+    model = torch.nn.Sequential(torch.nn.Linear(n, 1, bias=False)).double()
+    d = torch.tensor(diagonal, dtype=torch.float64)
+    return model, lambda out, y: 0.5 * (d * out[:, 0] ** 2).mean(), torch.eye(n, dtype=torch.float64), d
+
+
+@pytest.mark.parametrize("diagonal", [[-8.0, 3.0, 1.0, 0.5, 0.2, 0.1, -0.3, 0.05, 0.02, 0.01, 2.5, 0.7], [-8.0, 3.0]])
+def test_sharpness_which_la_is_the_top_eigenvalue_and_lm_the_largest_magnitude(diagonal):
+    """With a negative eigenvalue of the largest magnitude, LM (eigsh's default, Cohen et
+    al.'s call) returns it; LA returns the top eigenvalue (ARPACK, and the dense path for
+    dim <= k)."""
+    model, loss_fn, x, y = diagonal_quadratic(diagonal)
+    values = np.sort(np.array(diagonal) / len(diagonal))[::-1]
+    k = 2
+    la, _, _ = sharpness(model, loss_fn, x, y, k=k, tol=1e-12)
+    lm, vectors, _ = sharpness(model, loss_fn, x, y, k=k, tol=1e-12, which="LM")
+    np.testing.assert_allclose(la, values[:k], rtol=1e-9)
+    by_magnitude = values[np.argsort(-np.abs(values))[:k]]
+    np.testing.assert_allclose(lm, np.sort(by_magnitude)[::-1], rtol=1e-9)  # descending order
+    assert lm.min() == pytest.approx(-8.0 / len(diagonal)) and abs(vectors[0, 1]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="allowed: LA, LM"):
+        sharpness(model, loss_fn, x, y, which="SA")
+
+
 def test_losses_follow_their_definitions():
     out, y = torch.randn(7, 4, dtype=torch.float64), torch.randint(0, 4, (7,))
     target = F.one_hot(y, 4).double()
@@ -145,6 +175,109 @@ def test_a_gd_step_is_plain_gradient_descent_on_the_full_batch(synth_data_dir):
     for p, w, g in zip(gd.params, w0, grads):
         torch.testing.assert_close(p.detach(), w - 0.05 * g, rtol=0, atol=1e-15)
     assert gd.records["train_loss"][0] == pytest.approx(float(loss.detach()))
+
+
+def prepared_train(data_dir) -> tuple[np.ndarray, np.ndarray]:
+    record = load_prepared(data_dir / "synth" / "train.pt")
+    return record["images"].numpy().reshape(len(record["labels"]), -1).astype(np.float64), record["labels"].numpy()
+
+
+def test_gd_subset_defaults_are_the_stratified_draw_standardized_over_itself(synth_data_dir):
+    """Today's behaviour: a stratified subset (subset_seed) standardized per pixel with its
+    own mean and unbiased std (numpy, ddof 1)."""
+    run = gd_run(synth_data_dir, lr=0.1, subset_seed=3)
+    assert (run["examples_from"], run["standardize_with"], run["stop_train_accuracy"], run["sharpness_which"]) == (
+        "stratified", "subset", None, "LA",
+    )  # fmt: skip
+    images, labels = prepared_train(synth_data_dir)
+    idx = stratified_subset(labels, 100, 3)
+    sub = images[idx]
+    std = sub.std(0, ddof=1)
+    expected = (sub - sub.mean(0)) / np.where(std > 0, std, 1.0)
+    gd = GradientDescent({**run, "dtype": "float64"}, threads=1)
+    np.testing.assert_allclose(gd.x.numpy(), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(gd.y.numpy(), labels[idx])
+
+
+def test_gd_subset_first_takes_the_first_images_and_train_uses_the_whole_training_set(synth_data_dir):
+    """Cohen et al.: the first N training images (take_first), centred and divided by the
+    per-pixel mean and population std of the whole training set (src/cifar.py)."""
+    run = gd_run(synth_data_dir, lr=0.1, examples_from="first", standardize_with="train", dtype="float64")
+    images, labels = prepared_train(synth_data_dir)
+    assert len(labels) == 600
+    gd = GradientDescent(run, threads=1)
+    expected = (images[:100] - images.mean(0)) / images.std(0)  # numpy: ddof 0
+    np.testing.assert_allclose(gd.x.numpy(), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(gd.y.numpy(), labels[:100])
+    # first, standardized over the subset: the same images, other statistics
+    own = GradientDescent({**run, "standardize_with": "subset"}, threads=1).x.numpy()
+    sub = images[:100]
+    np.testing.assert_allclose(own, (sub - sub.mean(0)) / sub.std(0, ddof=1), rtol=1e-12, atol=1e-12)
+    # the seed does not matter for "first"
+    np.testing.assert_array_equal(gd_example_indices(labels, 7, "first", 0), gd_example_indices(labels, 7, "first", 5))
+    assert list(gd_example_indices(labels, 7, "first", 0)) == list(range(7))
+
+
+def test_pixel_statistics_are_numpys_per_pixel_mean_and_population_std():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(1037, 3, 4, 5), dtype=np.uint8)
+    images[:, 1, 2, 3] = 17  # a constant pixel: std 0
+    mean, std = pixel_statistics(torch.from_numpy(images), chunk=100)
+    flat = images.reshape(len(images), -1).astype(np.float64)
+    np.testing.assert_allclose(mean.numpy(), flat.mean(0), rtol=1e-14)
+    np.testing.assert_allclose(std.numpy(), flat.std(0), rtol=1e-12)
+    assert std.numpy().reshape(3, 4, 5)[1, 2, 3] == 0.0 and mean.shape == (60,)
+
+
+def test_gd_config_takes_only_the_documented_subset_and_stop_values(synth_data_dir):
+    with pytest.raises(ConfigError, match=r"examples_from: 'last' is not allowed"):
+        gd_run(synth_data_dir, lr=0.1, examples_from="last")
+    with pytest.raises(ConfigError, match=r"standardize_with"):
+        gd_run(synth_data_dir, lr=0.1, standardize_with="test")
+    with pytest.raises(ConfigError, match=r"stop_train_accuracy"):
+        gd_run(synth_data_dir, lr=0.1, stop_train_accuracy=1.5)
+    with pytest.raises(ConfigError, match=r"sharpness_which"):
+        gd_run(synth_data_dir, lr=0.1, sharpness_which="SA")
+    assert gd_run(synth_data_dir, lr=0.1, stop_train_accuracy=1)["stop_train_accuracy"] == 1
+
+
+def test_a_gd_run_stops_at_the_first_step_that_reaches_the_train_accuracy_goal(synth_data_dir, tmp_path):
+    """Cohen et al.'s --acc_goal: checked at every step before its update. The file of the
+    stopped run is valid, ends at that step (sharpness measured there too), agrees with
+    the whole run up to it, and the EoS analysis and figure read it beside a whole run."""
+    config = gd_config(synth_data_dir, lr_multiple=0.5, dtype="float64")
+    config["gd_experiments"]["h"] = {**config["gd_experiments"]["g"], "stop_train_accuracy": 0.99}
+    runs = resolve(config)["runs"]
+    (whole_run,), (stop_run,) = runs["g"].values(), runs["h"].values()
+    whole = train(whole_run, tmp_path / "whole.nc", threads=1)
+    accuracy = whole["train_accuracy"].values
+    first = int(np.flatnonzero(accuracy >= 0.99)[0])
+    assert 10 < first < 40 and first % 10 != 0  # mid-run, between two scheduled measurements
+    stopped = train(stop_run, tmp_path / "stopped.nc", threads=1)
+    (ds,) = open_runs([tmp_path / "stopped.nc"])
+    assert check_contract(ds) == []
+    assert ds.attrs["status"] == "completed" and ds.attrs["stopped_step"] == first and ds.attrs["diverged_step"] == -1
+    assert whole.attrs["stopped_step"] == -1
+    assert list(ds.step.values) == list(range(first + 1)) and ds.sizes["step"] < whole.sizes["step"]
+    assert list(ds.sharpness_step.values) == [0, 10, first]
+    assert (accuracy[:first] < 0.99).all() and ds["train_accuracy"].values[-1] >= 0.99
+    for name in ("train_loss", "train_accuracy", "layer_norm"):
+        np.testing.assert_array_equal(ds[name].values, whole[name].isel(step=slice(0, first + 1)).values)
+    np.testing.assert_array_equal(ds.sharpness.values[:2], whole.sharpness.values[:2])
+    assert stopped.attrs["stopped_step"] == first
+    eos = eos_analysis(open_runs([tmp_path / "whole.nc", tmp_path / "stopped.nc"]), **EOS)
+    assert eos.sizes["step"] == 41 and np.isnan(float(eos.train_loss.sel(run="h/run", step=first + 1)))
+    assert np.isfinite(eos.late_sharpness_ratio.values).all()
+    plot_edge_of_stability(FigureInputs(titles={"h": ""}, analyses={"eos": eos}), tmp_path / "eos.png")
+    assert (tmp_path / "eos.png").stat().st_size > 0
+
+
+def test_a_gd_run_whose_initial_accuracy_meets_the_goal_stops_at_step_zero(synth_data_dir):
+    run = gd_run(synth_data_dir, lr=0.1, stop_train_accuracy=1e-6)
+    gd = GradientDescent(run, threads=1)
+    status = gd.fit()
+    assert status["stopped_step"] == 0 and gd.records["step"] == [0] and gd.sharp["sharpness_step"] == [0]
+    assert check_contract(gd.dataset(status)) == []
 
 
 def test_divergence_is_recorded_not_fatal(synth_data_dir, tmp_path):

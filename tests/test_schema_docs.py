@@ -20,6 +20,9 @@ NO_DEFAULT = {
     "figures.*": "absent: the figure is not drawn",
     # "experiment" in the spec switches on the real-net panels (workflow/rules/common.smk).
     "figures.balancing.experiment": "absent: the toy only",
+    # Exactly one of the two (minProperties/maxProperties 1): one experiment, or a list.
+    "figures.adaptive_*.experiment": "exactly one of experiment and experiments",
+    "figures.adaptive_*.experiments": "exactly one of experiment and experiments",
     # Required in every resolved run (checked by config._check_run), but they may come from
     # run_defaults, the experiment or its grid, so no schema level can require them, and
     # there is no sensible default dataset name or architecture.

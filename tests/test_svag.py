@@ -280,3 +280,200 @@ def test_svag_analysis_reports_diverged_runs_instead_of_dropping_them_silently(s
     assert list(analysis.seeds.values) == [1, 1]  # only the completed runs are averaged
     # the note goes into the title
     plot_svag_convergence(FigureInputs(analyses={"svag": analysis}), tmp_path / "svag.png")
+
+
+# --- the per-example estimator (gradient_noise.estimator: per_example) -------------------
+
+
+class _Examples:
+    """A DeviceData of the exact problem's examples (no augmentation)."""
+
+    def __init__(self, x, y):
+        self.images, self.labels, self.n = x, y, len(y)
+
+    def batch(self, idx, crop, flip, generator):
+        return self.images[idx], self.labels[idx]
+
+
+def test_example_gradients_of_a_linear_softmax_model_match_the_closed_form():
+    """Linear softmax regression: the gradient of example i is (p_i - e_{y_i}) x_i^T for W
+    and p_i - e_{y_i} for b; G, tr Sigma_1 and mean |g_i| over all n examples (each once)
+    are then the unbiased-estimator formulas of those rows."""
+    from lrdynamics.engine.gradient_noise import example_gradients, measure_example_signal_and_noise
+
+    torch.manual_seed(1)
+    model = torch.nn.Linear(4, 3).double()
+    x, y = torch.randn(7, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2, 2])
+    params = list(model.parameters())
+    residual = torch.softmax(model(x), 1) - F.one_hot(y, 3).double()
+    closed = torch.cat([torch.einsum("nc,nd->ncd", residual, x).flatten(1), residual], dim=1).detach()
+    got = torch.cat(list(example_gradients(model, F.cross_entropy, x, y, params, chunk=3)))
+    torch.testing.assert_close(got, closed, rtol=1e-12, atol=1e-12)
+    signal, noise, norm = measure_example_signal_and_noise(model, F.cross_entropy, (x, y), params)
+    s, mean = len(y), closed.mean(0)
+    sq = (closed * closed).sum(1)
+    assert signal == pytest.approx(float((s * mean @ mean - sq.mean()) / (s - 1)), rel=1e-12)
+    assert noise == pytest.approx(float(sq.sum() / (s - 1) - s * (mean @ mean) / (s - 1)), rel=1e-12)
+    assert noise == pytest.approx(float(torch.trace(torch.cov(closed.T))), rel=1e-10)
+    assert norm == pytest.approx(float(sq.sqrt().mean()), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["resnet56", "vgg16"])
+def test_example_gradients_match_a_loop_over_examples_in_train_mode(name):
+    """The adaptive-SDE nets with BatchNorm, in train mode with a batch of one as the
+    authors measure: vmap equals a loop of single-example backward passes, and the
+    measurement leaves the model (mode, running statistics) as it found it."""
+    from lrdynamics.engine.gradient_noise import example_gradients, measure_example_signal_and_noise
+
+    torch.manual_seed(0)
+    spec = {"name": name, "width_multiplier": 0.125, "norm": "bn", "groups": 1, "norm_eps": 1e-5, "affine": True,
+            "freeze_last_layer": False}  # fmt: skip
+    model = build_model(spec, (3, 32, 32), 10).double()
+    params = [p for p in model.parameters() if p.requires_grad]
+    x, y = torch.randn(5, 3, 32, 32, dtype=torch.float64), torch.tensor([0, 3, 5, 7, 9])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.eval()
+    signal, noise, norm = measure_example_signal_and_noise(model, F.cross_entropy, (x, y), params, chunk=2)
+    assert not model.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    model.train()
+    loop = torch.stack([flat_grad(F.cross_entropy(model(x[i : i + 1]), y[i : i + 1]), params) for i in range(5)])
+    got = torch.cat(list(example_gradients(model, F.cross_entropy, x, y, params, chunk=2)))
+    torch.testing.assert_close(got, loop, rtol=1e-9, atol=1e-12)
+    assert noise == pytest.approx(float(loop.var(0).sum()), rel=1e-9)  # tr of the unbiased covariance
+    assert norm == pytest.approx(float(loop.norm(dim=1).mean()), rel=1e-9)
+
+
+def test_minibatch_noise_is_the_per_example_noise_over_b():
+    """On the exact problem (n = 10, B = 3): the minibatch meter's tr Sigma_B and the
+    per-example meter's tr Sigma_1 (single examples with replacement) are unbiased for the
+    enumerated values, and tr Sigma_B = tr Sigma_1 (n - B)/(B (n - 1)) (~ tr Sigma_1 / B for
+    n >> B) holds between the two meters within their sampling error."""
+    from lrdynamics.engine.gradient_noise import NoiseMeter
+
+    model, x, y, params = exact_problem("none")
+    every = enumerated_minibatch_gradients(model, x, y, params)
+    exact_batch = float(torch.trace(torch.cov(every.T, correction=0)))
+    singles = torch.stack([flat_grad(F.cross_entropy(model(x[i : i + 1]), y[i : i + 1]), params) for i in range(10)])
+    exact_single = float(torch.trace(torch.cov(singles.T, correction=0)))
+    assert exact_batch == pytest.approx(exact_single * (N_EXAMPLES - B) / (B * (N_EXAMPLES - 1)), rel=1e-10)
+    data = _Examples(x, y)
+    minibatch = NoiseMeter(data, B, False, False, torch.Generator().manual_seed(5), 5, math.sqrt(2))
+    single = NoiseMeter(data, B, False, False, torch.Generator().manual_seed(6), None, math.sqrt(2),
+                        estimator="per_example", samples=20)  # fmt: skip
+    assert single.batches == 20 and single.draw == 1
+    reps = 400
+    rows_b = [minibatch.measure(model, params, F.cross_entropy) for _ in range(reps)]
+    rows_1 = [single.measure(model, params, F.cross_entropy) for _ in range(reps)]
+    b_noise = np.array([r["batch_gradient_noise"] for r in rows_b])
+    s_noise = np.array([r["gradient_noise"] for r in rows_1])
+    implied = np.array([r["batch_gradient_noise"] for r in rows_1])
+    se_b, se_1 = b_noise.std() / math.sqrt(reps), s_noise.std() / math.sqrt(reps)
+    assert abs(b_noise.mean() - exact_batch) < 5 * se_b
+    assert abs(s_noise.mean() - exact_single) < 5 * se_1
+    np.testing.assert_allclose(implied, s_noise * (N_EXAMPLES - B) / (B * (N_EXAMPLES - 1)))
+    assert abs(b_noise.mean() - implied.mean()) < 5 * math.hypot(se_b, implied.std() / math.sqrt(reps))
+    # the minibatch meter's tr Sigma_1 agrees with the directly measured one
+    b_single = np.array([r["gradient_noise"] for r in rows_b])
+    assert abs(b_single.mean() - s_noise.mean()) < 5 * math.hypot(b_single.std() / math.sqrt(reps), se_1)
+    assert all(math.isnan(r["example_gradient_norm"]) for r in rows_b)
+    assert all(r["example_gradient_norm"] > 0 for r in rows_1)
+    # the signal G: both unbiased for |grad L|^2
+    exact_signal = float(every.mean(0) @ every.mean(0))
+    for rows in (rows_b, rows_1):
+        g = np.array([r["gradient_signal"] for r in rows])
+        assert abs(g.mean() - exact_signal) < 5 * g.std() / math.sqrt(reps)
+
+
+def test_per_example_meter_draws_single_examples_with_replacement():
+    from lrdynamics.engine.gradient_noise import NoiseMeter, noise_samples
+
+    x, y = torch.arange(4.0).view(4, 1), torch.arange(4)
+    meter = NoiseMeter(_Examples(x, y), 3, False, False, torch.Generator().manual_seed(0), 7, 2.0,
+                       estimator="per_example")  # fmt: skip
+    draws = list(meter.minibatches())
+    assert meter.batches == 1000 and len(draws) == 1000 and all(len(d[1]) == 1 for d in draws)
+    counts = np.bincount(torch.cat([d[1] for d in draws]).numpy(), minlength=4)
+    assert counts.min() > 200  # all four examples, each about 250 times
+    assert noise_samples("per_example", 50) == 50 and noise_samples("minibatch", None) == 1000
+    with pytest.raises(ValueError, match="estimator"):
+        noise_samples("bogus", None)
+
+
+# --- the LSR analysis's noise window (figures.lsr_validity.noise_window) ----------------
+
+
+def _lsr_run(batch_size, epochs, signal, noise, status="completed", c=2**0.5):
+    """A synthetic LSR run file: noise measurements at ``epochs`` with G, N given per
+    measurement (B* = (C^2 - 1) N/G)."""
+    import json
+
+    import xarray as xr
+
+    epochs = np.asarray(epochs, dtype=float)
+    signal, noise = np.asarray(signal, dtype=float), np.asarray(noise, dtype=float)
+    bstar = np.where(signal > 0, (c * c - 1) * noise / np.where(signal > 0, signal, 1), np.inf)
+    ds = xr.Dataset(
+        {
+            "gradient_signal": ("noise_step", signal),
+            "gradient_noise": ("noise_step", noise),
+            "critical_batch_size": ("noise_step", bstar),
+            "test_accuracy": ("step", [0.1, 0.5]),
+        },
+        coords={"noise_step": np.arange(len(epochs)) * 10, "noise_epoch": ("noise_step", epochs), "step": [0, 1]},
+    )
+    config = json.dumps({"gradient_noise": {"threshold_c": c}})
+    ds.attrs.update(experiment="net", run=f"batch_size={batch_size}", status=status, batch_size=batch_size,
+                    lr0=0.1 * batch_size / 128, config_json=config)  # fmt: skip
+    return ds
+
+
+def test_lsr_noise_window_picks_exactly_the_measurements_inside_it():
+    from lrdynamics.studies.sde_validity.lsr import lsr_analysis
+
+    epochs = [0, 100, 199.5, 200, 225, 249.9, 250, 300]
+    # B* = N/G (C = sqrt 2): 1000 outside the window, 10, 20, 30 at epochs 200, 225, 249.9
+    signal = [1.0] * 8
+    noise_a = [1000, 1000, 1000, 10, 20, 30, 1000, 1000]
+    noise_b = [1000, 1000, 1000, 40, 50, 60, 1000, 1000]
+    runs = [_lsr_run(64, epochs, signal, noise_a), _lsr_run(128, epochs, signal, noise_b)]
+    out = lsr_analysis(runs, late_fraction=0.5, noise_window=[200, 250]).sel(experiment="net")
+    np.testing.assert_allclose(out.late_critical_batch_size.values, [20.0, 50.0])
+    assert float(out.predicted_critical_batch_size) == pytest.approx(35.0)
+    np.testing.assert_allclose(out.window_gradient_noise.values, [20.0, 50.0])
+    np.testing.assert_allclose(out.window_gradient_signal.values, [1.0, 1.0])
+    np.testing.assert_allclose(out.window_critical_batch_size.values, [20.0, 50.0])
+    assert "200 <= noise_epoch < 250" in out.late_critical_batch_size.attrs["long_name"]
+    assert "200 <= noise_epoch < 250" in out.attrs["noise_window"]
+    # the paper's B* of the window means differs from the median of B* when G varies
+    g = [1, 1, 1, 1.0, 2.0, 4.0, 1, 1]
+    out = lsr_analysis([_lsr_run(64, epochs, g, [1, 1, 1, 8, 8, 8, 1, 1])], late_fraction=0.5,
+                       noise_window=[200, 250]).sel(experiment="net")  # fmt: skip
+    assert float(out.late_critical_batch_size.squeeze()) == pytest.approx(4.0)  # median of 8, 4, 2
+    assert float(out.window_critical_batch_size.squeeze()) == pytest.approx(8 / (7 / 3))
+    # default (null): today's late_fraction rule, epoch >= (1 - 0.5) x 300 = 150, no window variables
+    out = lsr_analysis(runs, late_fraction=0.5).sel(experiment="net")
+    # epochs 199.5 .. 300: B* 1000, 10, 20, 30, 1000, 1000 (median 515) and 1000, 40, 50, 60, 1000, 1000
+    np.testing.assert_allclose(out.late_critical_batch_size.values, [515.0, 530.0])
+    assert "window_critical_batch_size" not in out and "last 50% of training" in out.attrs["noise_window"]
+
+
+def test_lsr_noise_window_without_measurements_is_an_error_or_nan_for_a_diverged_run():
+    from lrdynamics.studies.sde_validity.lsr import lsr_analysis
+
+    runs = [_lsr_run(64, [0, 10, 20], [1, 1, 1], [5, 6, 7]), _lsr_run(128, [0, 10, 20], [1, 1, 1], [5, 6, 7])]
+    with pytest.raises(ValueError, match=r"batch size 64: no noise measurement with 200 <= epoch < 250.*0, 10, 20"):
+        lsr_analysis(runs, late_fraction=0.5, noise_window=[200, 250])
+    with pytest.raises(ValueError, match="start < end"):
+        lsr_analysis(runs, late_fraction=0.5, noise_window=[20, 10])
+    # the window is half-open: [10, 20) holds only the measurement at epoch 10
+    out = lsr_analysis(runs, late_fraction=0.5, noise_window=[10, 20]).sel(experiment="net")
+    np.testing.assert_allclose(out.late_critical_batch_size.values, [6.0, 6.0])
+    # a diverged run stops early: NaN in the window, with a warning; the others still predict
+    runs = [_lsr_run(64, [0, 10, 20], [1, 1, 1], [5, 6, 7]), _lsr_run(128, [0], [1], [5], status="diverged")]
+    with pytest.warns(UserWarning, match="batch size 128.*diverged"):
+        out = lsr_analysis(runs, late_fraction=0.5, noise_window=[10, 30]).sel(experiment="net")
+    assert np.isnan(out.late_critical_batch_size.sel(batch_size=128)) and np.isnan(
+        out.window_critical_batch_size.sel(batch_size=128))  # fmt: skip
+    assert float(out.predicted_critical_batch_size) == pytest.approx(6.5)

@@ -88,6 +88,11 @@ def check_run(run: dict, config: dict, where: str) -> None:
             f"(SVAG simulates the SDE of plain SGD), got momentum {run['optimizer']['momentum']}"
         )
     problems += _check_optimizer(run, n_steps, spe, where)
+    if run["gradient_noise"]["estimator"] == "per_example" and model["norm"] == "bn" and model["name"] == "mlp":
+        problems.append(
+            f"{where}.gradient_noise.estimator: per_example takes single-example gradients in train mode, which a "
+            "BatchNorm1d layer cannot normalize (one value per feature); use a conv net, or norm gn/ln"
+        )
     if sched["name"] == "exponential" or sched["wd_as_exp_lr"]:
         momentum = run["optimizer"]["momentum"]
         lr, wd = sched["lr"], base_wd(sched, momentum)

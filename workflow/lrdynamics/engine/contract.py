@@ -68,6 +68,14 @@ NOISE_VARIABLES = {
     ),
     "noise_weight_norm": ("norm of all weight layers together at the measurement", "1", ("noise_step",)),
 }
+# Written only by gradient_noise.estimator: per_example (the adaptive-SDE authors' SNR needs it).
+OPTIONAL_NOISE_VARIABLES = {
+    "example_gradient_norm": (
+        "mean single-example gradient norm mean_i |g_i| (gradient_noise.estimator: per_example)",
+        "1",
+        ("noise_step",),
+    ),
+}
 # Coordinates of an SGD run file: name: (long_name, units or None, dim).
 COORDINATES = {
     "step": ("effective steps: updates done / l (SVAG), / l^2 (adaptive SVAG), updates done", "1", "step"),
@@ -148,6 +156,7 @@ RESERVED_NAMES = frozenset(
         *VARIABLES,
         *OPTIONAL_VARIABLES,
         *NOISE_VARIABLES,
+        *OPTIONAL_NOISE_VARIABLES,
         *COORDINATES,
         *GD_VARIABLES,
         *GD_COORDINATES,

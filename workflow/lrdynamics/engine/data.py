@@ -220,6 +220,43 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
+def gd_example_indices(labels: np.ndarray, n: int, examples_from: str, seed: int) -> np.ndarray:
+    """Sorted indices of the ``n`` training examples of a full-batch GD run.
+
+    ``examples_from``: ``stratified`` (``stratified_subset`` with ``seed``) or ``first`` (the
+    first ``n`` in file order, as Cohen et al.'s ``take_first``; ``seed`` unused).
+    """
+    if examples_from == "stratified":
+        return stratified_subset(labels, n, seed)
+    if examples_from == "first":
+        if n > len(labels):
+            raise DatasetError(f"the first {n} examples asked from {len(labels)}")
+        return np.arange(n)
+    raise ValueError(f"unknown examples_from {examples_from!r}; allowed: stratified, first")
+
+
+def pixel_statistics(images: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel mean and population standard deviation (ddof 0, numpy's default) over the
+    first axis of uint8 ``images`` (N, ...), flattened to (C*H*W,), as float64.
+
+    Exact: integer sums of the values and of their squares, in chunks (no float copy of the
+    whole set), then var = (N*S2 - S1^2) / N^2.
+    """
+    if images.dtype != torch.uint8:
+        raise DatasetError(f"pixel statistics of {images.dtype} images; expected uint8")
+    flat = images.reshape(len(images), -1)
+    n = len(flat)
+    s1 = torch.zeros(flat.shape[1], dtype=torch.int64)
+    s2 = torch.zeros(flat.shape[1], dtype=torch.int64)
+    for start in range(0, n, chunk):
+        part = flat[start : start + chunk].to(torch.int64)
+        s1 += part.sum(0)
+        s2 += (part * part).sum(0)
+    mean = s1.double() / n
+    var = (n * s2 - s1 * s1).double() / (float(n) * n)
+    return mean, var.clamp_min(0).sqrt()
+
+
 def resize_images(images: np.ndarray, side: int) -> np.ndarray:
     """Resize uint8 (N, C, H, W) images to side x side (bilinear, antialiased)."""
     x = torch.from_numpy(np.array(images, dtype=np.float32))

@@ -60,6 +60,7 @@ from lrdynamics.engine.trainer import (
     TimeLine,
     UpdateLoop,
     UpdateWindow,
+    accumulated_backward,
     data_streams,
     device_splits,
     initial_model,
@@ -249,12 +250,13 @@ class Members(UpdateLoop):
         """Each member's minibatch loss, (K,). SGD's cross-entropy is taken outside vmap, on
         all members' logits at once (under vmap it runs torch's Python decomposition, and its
         first call imports half a second of modules)."""
-        out = self._vmapped(self.params, self.buffers, *batches)
-        if self.svag > 1:
-            return out
-        y = batches[1]
-        per_example = F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none")
-        return per_example.view(y.shape).mean(1)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            out = self._vmapped(self.params, self.buffers, *batches)
+            if self.svag > 1:
+                return out
+            y = batches[1]
+            per_example = F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none")
+            return per_example.view(y.shape).mean(1)
 
     def _batches(self, streams: list[BatchStream]) -> tuple[torch.Tensor, torch.Tensor]:
         """The next batch of every member's stream, stacked: (K, B, ...) images, (K, B) labels."""
@@ -283,10 +285,13 @@ class Members(UpdateLoop):
         if index % 50 == 0:
             self.scale.rescale(self.optimizer)
         batches = [t for streams in self.streams for t in self._batches(streams)]
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            losses = self._losses(batches)
         self.optimizer.zero_grad()
-        losses.sum().backward()  # member k's slice of the gradient is member k's own gradient
+        # member k's slice of the gradient is member k's own gradient
+        losses = accumulated_backward(
+            lambda part: self._losses([b[:, part] for b in batches]),
+            batches[1].shape[1],
+            self.run["training"]["micro_batch_size"],
+        )
         lr, wd = float(self.schedule.lr[index]), float(self.schedule.wd[index])
         lrs = [lr * 4.0**-j for j in self.scale.log2]
         wds = [wd * 4.0**j for j in self.scale.log2]
@@ -430,15 +435,24 @@ class Members(UpdateLoop):
         tic = time.perf_counter()
         was_training = self.model.training
         self.model.train()
+        drawn = {"norm": 0.0, "n": 0}  # each member's mean |g| over the draws (per_example's SNR)
+
+        def counted(gradients):
+            for g in gradients:
+                drawn["norm"], drawn["n"] = drawn["norm"] + g.double().norm(dim=-1), drawn["n"] + 1
+                yield g
+
         with self._kept_buffers():
-            signal, batch_noise = signal_and_noise(self._member_gradients(self.noise))
+            signal, batch_noise = signal_and_noise(counted(self._member_gradients(self.noise)))
         self.model.train(was_training)
         seconds = time.perf_counter() - tic
         norms = _member_norms(self.layers).cpu().numpy() * 2.0 ** np.array(self.scale.log2, dtype=float)
+        example_norms = (drawn["norm"] / drawn["n"]).cpu().numpy() if self.noise[0].per_example else None
         rows = {}
         for k in self.alive():
             rows[k] = self.noise[k].row(float(signal[k]), float(batch_noise[k]), 2.0 ** -self.scale.log2[k],
-                                        float(norms[k]), seconds / len(self.seeds))  # fmt: skip
+                                        float(norms[k]), seconds / len(self.seeds),
+                                        math.nan if example_norms is None else float(example_norms[k]))  # fmt: skip
             self.recorders[k].add_noise(step, rows[k])
         if rows:
             noise = np.array([r["gradient_noise"] for r in rows.values()])
@@ -501,6 +515,7 @@ def estimated_member_bytes(run: dict, model: torch.nn.Module, train) -> int:
     forward pass at the batch size (every module's output, kept for the backward, twice
     over for their gradients; SVAG's two batches double it)."""
     tr = run["training"]
+    forwarded = min(tr["batch_size"], tr["micro_batch_size"] or tr["batch_size"])  # activations of one pass
     n_params = sum(p.numel() for p in model.parameters())
     states = 3 if is_adaptive(run["optimizer"]) else 2 if run["optimizer"]["momentum"] else 1
     outputs = []
@@ -508,12 +523,12 @@ def estimated_member_bytes(run: dict, model: torch.nn.Module, train) -> int:
     hooks = [mod.register_forward_hook(lambda _m, _i, out: outputs.append(out.numel())) for mod in leaves]
     try:
         with torch.no_grad(), kept_normalization_statistics(model):
-            x, _ = train.unpadded(min(tr["batch_size"], train.n))
+            x, _ = train.unpadded(min(forwarded, train.n))
             model(x)
     finally:
         for h in hooks:
             h.remove()
-    scale = tr["batch_size"] / min(tr["batch_size"], train.n) * (2 if run["optimizer"]["svag"] > 1 else 1)
+    scale = forwarded / min(forwarded, train.n) * (2 if run["optimizer"]["svag"] > 1 else 1)
     bytes_per = torch.finfo(DTYPES[tr["dtype"]]).bits // 8
     return int((n_params * (1 + states) + 2 * sum(outputs) * scale) * bytes_per)
 

@@ -36,6 +36,8 @@ DATASET_SOURCES = {
 
 # VGG16, configuration D: 13 3x3 convs in 5 stages, "M" a 2x2 max pool.
 VGG16_LAYERS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+# VGG19, configuration E: 16 3x3 convs in 5 stages.
+VGG19_LAYERS = (64, 64, "M", 128, 128, "M", *[256] * 4, "M", *[512] * 4, "M", *[512] * 4, "M")
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,9 @@ ARCHITECTURES = {
         Architecture("resnet56", "width_multiplier", (16, 32, 64)),
         Architecture(
             "vgg16", "width_multiplier", (64, 128, 256, 512), min_side=32, why_min_side="halves the image five times"
+        ),  # fmt: skip
+        Architecture(
+            "vgg19", "width_multiplier", (64, 128, 256, 512), min_side=32, why_min_side="halves the image five times"
         ),  # fmt: skip
     )
 }

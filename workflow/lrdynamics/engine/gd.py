@@ -1,8 +1,10 @@
 """Full-batch gradient descent with sharpness tracking: edge of stability, catapult and
 balancing on real nets (docs/science.md section 6; Cohen et al. 2021's ``gd.py`` protocol).
 
-A run trains an FC net (``engine.models.fc_net``) by plain GD on a fixed, stratified subset of
-the training set (per-pixel standardized), with the loss averaged over examples:
+A run trains an FC net (``engine.models.fc_net``) by plain GD on a fixed subset of the
+training set (``gd_subset``: class-stratified, or the first ``examples`` images as Cohen et
+al.; flattened and standardized per pixel with the statistics of the subset, or of the whole
+training set as Cohen et al.), with the loss averaged over examples:
 
 - ``mse``: 0.5 * sum over outputs of (f - onehot)^2 (Cohen et al.'s convention; torch's
   ``MSELoss(reduction="mean")`` is 2/K times it, K classes, and so is its sharpness);
@@ -15,7 +17,10 @@ The LR is either absolute (``lr``) or ``lr_multiple`` x 2/S0, S0 the sharpness a
 The loss, accuracy and layer norms are recorded at every step (they come with the
 gradient), the sharpness (``engine.hessian.sharpness``, warm-started) every ``sharpness_every``
 steps. A loss that becomes non-finite or exceeds ``divergence_factor`` x the initial loss
-marks the run ``diverged`` at that step; the record is kept. ``GradientDescent`` has the
+marks the run ``diverged`` at that step; the record is kept. With ``stop_train_accuracy``
+the run stops (``completed``, ``stopped_step`` that step) at the first step whose training
+accuracy reaches it (Cohen et al.'s ``--acc_goal``), after that step's sharpness
+measurement; the record ends there. ``GradientDescent`` has the
 trainer protocol of ``engine.trainer.Trainer`` (``fit``, ``state_dict``, ``dataset``), so
 ``engine.job.train`` runs both.
 """
@@ -31,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lrdynamics.engine.data import load_prepared, stratified_subset
+from lrdynamics.engine.data import gd_example_indices, load_prepared, pixel_statistics
 from lrdynamics.engine.devices import DTYPES, describe_device, resolve_device
 from lrdynamics.engine.hessian import sharpness
 from lrdynamics.engine.logs import Progress
@@ -63,14 +68,27 @@ def gd_loss(name: str, huber_delta: float):
 
 
 def gd_subset(run: dict, device, dtype) -> tuple[torch.Tensor, torch.Tensor, list]:
-    """The fixed training subset of a GD run: flattened, per-pixel standardized over the
-    subset (a pixel constant over the subset is only centred)."""
+    """The fixed training subset of a GD run, flattened and standardized per pixel (each of
+    the C*H*W inputs).
+
+    ``examples_from``: ``stratified`` (``stratified_subset`` with ``subset_seed``) or
+    ``first`` (the first ``examples`` images of the prepared training set, in file order).
+    ``standardize_with``: ``subset`` (mean and unbiased std over the subset) or ``train``
+    (mean and population std over the whole prepared training set: Cohen et al.'s
+    ``center`` and ``standardize`` in ``src/cifar.py``). A pixel constant over those images
+    is only centred.
+    """
     record = load_prepared(Path(run["dataset_dir"]) / "train.pt")
     labels = record["labels"].numpy()
-    idx = torch.as_tensor(stratified_subset(labels, run["examples"], run["subset_seed"]))
+    idx = torch.as_tensor(gd_example_indices(labels, run["examples"], run["examples_from"], run["subset_seed"]))
     x = record["images"][idx].to(torch.float64).flatten(1)
-    std = x.std(0)
-    x = (x - x.mean(0)) / torch.where(std > 0, std, torch.ones_like(std))
+    if run["standardize_with"] == "subset":
+        mean, std = x.mean(0), x.std(0)
+    elif run["standardize_with"] == "train":
+        mean, std = pixel_statistics(record["images"])
+    else:
+        raise ValueError(f"unknown standardize_with {run['standardize_with']!r}; allowed: subset, train")
+    x = (x - mean) / torch.where(std > 0, std, torch.ones_like(std))
     return x.to(device, dtype), record["labels"][idx].to(device), record["classes"]
 
 
@@ -104,15 +122,17 @@ class GradientDescent:
         run, m = self.run, self.run["model"]
         return (
             f"GD run {run['experiment']}/{run['run']}: fc-{m['activation']} depth {m['depth']} width {m['width']} "
-            f"norm {m['norm']}, {run['loss']} loss, {run['examples']} examples, {run['steps']} steps, sharpness "
-            f"every {run['sharpness_every']}, {self.device}"
+            f"norm {m['norm']}, {run['loss']} loss, {run['examples']} examples ({run['examples_from']}, "
+            f"standardized with the {run['standardize_with']} statistics), {run['steps']} steps"
+            + ("" if run["stop_train_accuracy"] is None else f" or to train accuracy {run['stop_train_accuracy']:g}")
+            + f", sharpness ({run['sharpness_which']}) every {run['sharpness_every']}, {self.device}"
         )
 
     def measure_sharpness(self, step: int) -> float:
         start = time.perf_counter()
         values, vectors, products = sharpness(
             self.model, self.loss_fn, self.x, self.y, k=self.run["sharpness_eigenvalues"], v0=self.v0,
-            tol=self.run["sharpness_tol"],
+            tol=self.run["sharpness_tol"], which=self.run["sharpness_which"],
         )  # fmt: skip
         if np.all(np.isfinite(vectors[:, 0])):
             self.v0 = vectors[:, 0]
@@ -169,27 +189,35 @@ class GradientDescent:
         return loss
 
     def fit(self, state: dict | None = None, checkpoint=None) -> dict:
-        """Run GD to the end or to divergence; return the status attributes."""
+        """Run GD to the end, to the accuracy goal or to divergence; return the status attributes."""
         first, clock = self._begin(state)
-        status = {"status": "completed", "diverged_step": -1}
-        losses = self.records["train_loss"]
+        status = {"status": "completed", "diverged_step": -1, "stopped_step": -1}
+        losses, goal = self.records["train_loss"], self.run["stop_train_accuracy"]
         for step in range(first, self.n_steps + 1):
             loss = self._forward(step)
             if not math.isfinite(losses[-1]) or losses[-1] > self.run["divergence_factor"] * losses[0]:
-                status = {"status": "diverged", "diverged_step": step}
+                status = {**status, "status": "diverged", "diverged_step": step}
                 log.warning("loss %.4g at step %d: run marked diverged", losses[-1], step)
                 break
-            if step < self.n_steps:
+            # the accuracy goal (Cohen et al.'s --acc_goal), checked before this step's update
+            stop = goal is not None and step < self.n_steps and self.records["train_accuracy"][-1] >= goal
+            last = step == self.n_steps or stop
+            if not last:
                 # before the sharpness measurement: its forward pass touches (and restores)
                 # the BN running statistics that this graph's backward still needs
                 loss.backward()
-            if step % self.every == 0 and step > 0 or step == self.n_steps:
+            measured = self.sharp["sharpness_step"] and self.sharp["sharpness_step"][-1] == step
+            if (step % self.every == 0 and step > 0 or last) and not measured:
                 self.measure_sharpness(step)
             clock.tick()
-            if clock.log_due() or step == self.n_steps:
+            if clock.log_due() or last:
                 clock.log(step, f"loss {losses[-1]:.5g}  acc {self.records['train_accuracy'][-1]:.4f}  sharpness "
                                 f"{self.sharp['sharpness'][-1][0]:.4g} (2/lr {2 / self.lr:.4g})")  # fmt: skip
-            if step == self.n_steps:
+            if stop:
+                status["stopped_step"] = step
+                accuracy = self.records["train_accuracy"][-1]
+                log.info("train accuracy %.4f >= %g at step %d: run stopped", accuracy, goal, step)
+            if last:
                 break
             with torch.no_grad():
                 for p in self.params:

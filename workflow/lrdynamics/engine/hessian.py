@@ -4,10 +4,15 @@ The Hessian is never formed: ``hessian_vector_product`` builds the gradient once
 graph and differentiates ``grad . v`` for each vector (double backward, which works for
 every loss and normalization layer; torch.func's forward-over-reverse fails for torch's
 ``huber_loss``). ``sharpness`` hands these products to ARPACK's implicitly restarted
-Lanczos (``scipy.sparse.linalg.eigsh``, ``which="LA"``: the largest *algebraic*
-eigenvalues, as Cohen et al.; power iteration would find the largest |lambda| and crawls
-at the edge of stability, where the top eigenvalues cluster), warm-started from the
-previous top eigenvector.
+Lanczos (``scipy.sparse.linalg.eigsh``), warm-started from the previous top eigenvector.
+By default ``which="LA"``, the largest *algebraic* eigenvalues: the sharpness is the top
+eigenvalue lambda_max of the Hessian, and the largest-magnitude eigenvalues (``"LM"``,
+eigsh's default, which Cohen et al.'s ``src/utilities.py:lanczos`` uses) can include a
+large negative one (a saddle-like direction, e.g. at init or with cross-entropy), which
+is not the stability-relevant curvature. At the edge of stability the top positive
+eigenvalue has the largest magnitude, so both agree there; ``which="LM"`` is kept to
+reproduce their call. (Power iteration also finds the largest |lambda|, and crawls at
+the edge of stability, where the top eigenvalues cluster.)
 
 Batch norm is measured in train mode (batch statistics, as the loss that GD descends),
 with the running statistics restored afterwards, so a measurement never changes the run.
@@ -53,9 +58,14 @@ def sharpness(
     v0: np.ndarray | None = None,
     tol: float = 1e-4,
     max_products: int = 2000,
+    which: str = "LA",
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Top-``k`` Hessian eigenvalues (descending), their eigenvectors (dim x k) and the
     number of Hessian-vector products used.
+
+    ``which``: ``"LA"`` the ``k`` largest algebraic eigenvalues (the sharpness), or ``"LM"``
+    the ``k`` of largest magnitude (eigsh's default, Cohen et al.'s call), still returned in
+    descending algebraic order.
 
     ``v0``: start vector (the previous top eigenvector; warm start; None: a fixed random
     vector, so that a measurement is reproducible). ``tol``: ARPACK's
@@ -63,6 +73,8 @@ def sharpness(
     float64 for small models: the eigenvalues of interest are ~2/eta, and float32 HVPs
     carry ~1e-6 relative noise). Works in the model's current mode; buffers are restored.
     """
+    if which not in ("LA", "LM"):
+        raise ValueError(f"unknown which {which!r}; allowed: LA, LM")
     dtype, device = next(model.parameters()).dtype, next(model.parameters()).device
     products = 0
     with kept_normalization_statistics(model):
@@ -71,7 +83,9 @@ def sharpness(
             basis = torch.eye(dim, dtype=dtype, device=device)
             dense = torch.stack([matvec(e) for e in basis], 1).detach().cpu().double().numpy()
             values, vectors = np.linalg.eigh(0.5 * (dense + dense.T))
-            return values[::-1][:k].copy(), vectors[:, ::-1][:, :k].copy(), dim
+            keep = np.argsort(np.abs(values) if which == "LM" else values, kind="stable")[::-1][:k]
+            keep = keep[np.argsort(values[keep])[::-1]]
+            return values[keep].copy(), vectors[:, keep].copy(), dim
 
         def numpy_matvec(v):
             nonlocal products
@@ -86,7 +100,7 @@ def sharpness(
             # A Krylov space of max(2k+1, 8): with a warm start ARPACK stops after ~ncv products
             # (its default of 20 doubles the cost for the same eigenvalue).
             ncv = min(dim, max(2 * k + 1, 8))
-            values, vectors = eigsh(operator, k=k, which="LA", v0=v0, ncv=ncv, tol=tol, maxiter=max_products)
+            values, vectors = eigsh(operator, k=k, which=which, v0=v0, ncv=ncv, tol=tol, maxiter=max_products)
         except ArpackNoConvergence as err:  # keep what converged, NaN for the rest
             values = np.full(k, np.nan)
             vectors = np.full((dim, k), np.nan)

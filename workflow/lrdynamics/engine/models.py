@@ -2,7 +2,12 @@
 
 A net is scale-invariant (``L(c*w) == L(w)`` for all c > 0) when every conv/linear
 weight is followed by a normalization layer without affine parameters and the final
-linear layer is frozen at its random init (Li & Arora 2020). Normalization divides by
+linear layer is frozen at its random init (Li & Arora 2020). ``model.affine: true``
+gives the normalization layers a learnable weight and bias (and the classifier its
+bias): the ordinary nets of the adaptive-SDE paper, not scale-invariant; the affine
+parameters train and decay like the biases of ``norm: none`` (every trainable
+parameter does), and like them are not weight layers (``weight_layers``: no norms
+recorded, not rescaled). Normalization divides by
 sqrt(var + eps): with torch's usual eps = 1e-5 the invariance is only approximate and
 the Exp-LR equivalence no longer holds to float precision. The SVAG authors' code uses
 eps = 0, which torch 2.14 rejects for batch norm in training; our default 1e-30 is
@@ -17,61 +22,105 @@ section 1). Architecture facts (sizes, channel counts) are ``engine.facts``.
 from __future__ import annotations
 
 import contextlib
+import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from lrdynamics.engine.facts import ARCHITECTURES, VGG16_LAYERS, model_width
+from lrdynamics.engine.facts import ARCHITECTURES, VGG16_LAYERS, VGG19_LAYERS, model_width
 
 
-def make_norm(kind: str, channels: int, spatial: bool, groups: int, eps: float) -> nn.Module:
-    """Normalization without affine parameters: bn, gn, ln (over C[,H,W]) or none."""
+def make_norm(kind: str, channels: int, spatial: bool, groups: int, eps: float, affine: bool = False) -> nn.Module:
+    """Normalization bn, gn, ln (over C[,H,W]) or none; without affine parameters unless
+    ``affine`` (torch's weight 1, bias 0 at init, no random draw)."""
     if kind == "bn":
-        return (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(channels, eps=eps, affine=False)
+        return (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(channels, eps=eps, affine=affine)
     if kind == "gn":
-        return nn.GroupNorm(groups, channels, eps=eps, affine=False)
+        return nn.GroupNorm(groups, channels, eps=eps, affine=affine)
     if kind == "ln":
         # LayerNorm over all of (C, H, W) is GroupNorm with one group.
         return (
-            nn.GroupNorm(1, channels, eps=eps, affine=False)
+            nn.GroupNorm(1, channels, eps=eps, affine=affine)
             if spatial
-            else nn.LayerNorm(channels, eps=eps, elementwise_affine=False)
+            else nn.LayerNorm(channels, eps=eps, elementwise_affine=affine)
         )
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"unknown norm {kind!r}; allowed: bn, gn, ln, none")
 
 
-class ClassifierNet(nn.Module):
-    """A feature extractor followed by a linear classifier (frozen for scale invariance)."""
+@dataclass(frozen=True)
+class Norm:
+    """The normalization of a net (``model.norm``, ``groups``, ``norm_eps``, ``affine``):
+    ``norm(channels, spatial)`` is one layer of it."""
 
-    def __init__(self, features: nn.Module, n_features: int, n_classes: int, norm: str, freeze_last: bool):
+    kind: str
+    groups: int
+    eps: float
+    affine: bool = False
+
+    def __call__(self, channels: int, spatial: bool = True) -> nn.Module:
+        return make_norm(self.kind, channels, spatial, self.groups, self.eps, self.affine)
+
+    @property
+    def bias(self) -> bool:
+        """Whether the conv/linear layers have biases: only without normalization."""
+        return self.kind == "none"
+
+
+LAST_LAYER_INITS = ("pytorch", "he")
+
+
+class ClassifierNet(nn.Module):
+    """A feature extractor followed by a linear classifier (frozen for scale invariance).
+
+    The classifier has a bias without normalization or with affine normalization (an
+    ordinary net). ``last_layer_init``: ``pytorch`` keeps nn.Linear's default init
+    (kaiming_uniform(a=sqrt(5)): weight std 1/sqrt(3 fan_in)); ``he`` redraws the weight
+    from N(0, 2/fan_in) and zeroes the bias, as the SVAG code does (logits about sqrt(6)
+    = 2.45 times larger). The redraw comes after the features are built, so the feature
+    weights of a seed are the same under either init.
+    """
+
+    def __init__(
+        self,
+        features: nn.Module,
+        n_features: int,
+        n_classes: int,
+        norm: Norm,
+        freeze_last: bool,
+        last_layer_init: str = "pytorch",
+    ):
         super().__init__()
+        if last_layer_init not in LAST_LAYER_INITS:
+            raise ValueError(f"unknown last_layer_init {last_layer_init!r}; allowed: {', '.join(LAST_LAYER_INITS)}")
         self.features = features
-        self.classifier = nn.Linear(n_features, n_classes, bias=norm == "none")
+        self.classifier = nn.Linear(n_features, n_classes, bias=norm.bias or norm.affine)
+        if last_layer_init == "he":
+            nn.init.normal_(self.classifier.weight, 0.0, math.sqrt(2.0 / n_features))
+            if self.classifier.bias is not None:
+                nn.init.zeros_(self.classifier.bias)
         self.classifier.requires_grad_(not freeze_last)
-        self.norm = norm
-        self.scale_invariant = norm != "none" and freeze_last
+        self.norm = norm.kind
+        self.affine = norm.affine
+        self.scale_invariant = norm.kind != "none" and not norm.affine and freeze_last
 
     def forward(self, x):
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
-def mlp(in_shape, n_classes, *, width, depth, norm, groups, norm_eps, freeze_last_layer):
+def mlp(in_shape, n_classes, *, width, depth, norm: Norm, **head):
     """Fully connected net: depth x [linear -> norm -> relu], then the classifier."""
     c, h, w = in_shape
     layers, n_in = [nn.Flatten()], c * h * w
     for _ in range(depth):
-        layers += [
-            nn.Linear(n_in, width, bias=norm == "none"),
-            make_norm(norm, width, spatial=False, groups=groups, eps=norm_eps),
-            nn.ReLU(),
-        ]
+        layers += [nn.Linear(n_in, width, bias=norm.bias), norm(width, spatial=False), nn.ReLU()]
         n_in = width
-    return ClassifierNet(nn.Sequential(*layers), width, n_classes, norm, freeze_last_layer)
+    return ClassifierNet(nn.Sequential(*layers), width, n_classes, norm, **head)
 
 
-def cnn4(in_shape, n_classes, *, width, norm, groups, norm_eps, freeze_last_layer):
+def cnn4(in_shape, n_classes, *, width, norm: Norm, **head):
     """The 4-layer normalized CNN of the intrinsic-LR paper's MNIST experiment.
 
     Three 3x3 convs (width, 2*width, 4*width channels, the last two with stride 2), each
@@ -82,30 +131,28 @@ def cnn4(in_shape, n_classes, *, width, norm, groups, norm_eps, freeze_last_laye
     layers, chans = [], [c, width, 2 * width, 4 * width]
     for i in range(3):
         layers += [
-            nn.Conv2d(chans[i], chans[i + 1], 3, stride=1 if i == 0 else 2, padding=1, bias=norm == "none"),
-            make_norm(norm, chans[i + 1], spatial=True, groups=groups, eps=norm_eps),
+            nn.Conv2d(chans[i], chans[i + 1], 3, stride=1 if i == 0 else 2, padding=1, bias=norm.bias),
+            norm(chans[i + 1]),
             nn.ReLU(),
         ]
     layers += [nn.AdaptiveAvgPool2d(1)]
-    return ClassifierNet(nn.Sequential(*layers), chans[-1], n_classes, norm, freeze_last_layer)
+    return ClassifierNet(nn.Sequential(*layers), chans[-1], n_classes, norm, **head)
 
 
 class PreActBlock(nn.Module):
     """Pre-activation basic block: norm-relu-conv-norm-relu-conv plus the shortcut."""
 
-    def __init__(self, c_in, c_out, stride, norm, groups, eps, shortcut: bool):
+    def __init__(self, c_in, c_out, stride, norm: Norm, shortcut: bool):
         super().__init__()
-        bias = norm == "none"
-        self.norm1 = make_norm(norm, c_in, True, groups, eps)
+        bias = norm.bias
+        self.norm1 = norm(c_in)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=bias)
-        self.norm2 = make_norm(norm, c_out, True, groups, eps)
+        self.norm2 = norm(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=bias)
         # SVAG code ("homo" PreResNet): the first block of every stage has the shortcut
         # norm -> 1x1 conv, even at stride 1, so that every path is normalized.
         self.shortcut = (
-            nn.Sequential(make_norm(norm, c_in, True, groups, eps), nn.Conv2d(c_in, c_out, 1, stride=stride, bias=bias))
-            if shortcut
-            else None
+            nn.Sequential(norm(c_in), nn.Conv2d(c_in, c_out, 1, stride=stride, bias=bias)) if shortcut else None
         )
 
     def forward(self, x):
@@ -114,25 +161,24 @@ class PreActBlock(nn.Module):
         return out + (x if self.shortcut is None else self.shortcut(x))
 
 
-def preresnet32(in_shape, n_classes, *, width_multiplier, norm, groups, norm_eps, freeze_last_layer):
+def preresnet32(in_shape, n_classes, *, width_multiplier, norm: Norm, **head):
     """Scale-invariant PreResNet32 as in the SVAG paper's code.
 
     conv3x3(16k) -> 3 stages x 5 pre-activation blocks (16k, 32k, 64k channels, strides
     1, 2, 2) -> norm -> global average pool -> linear (k = width multiplier). Like the
     authors' code there is no ReLU between the final norm and the pooling.
     """
-    bias = norm == "none"
     widths = [round(c * width_multiplier) for c in ARCHITECTURES["preresnet32"].channels]
     strides, n_blocks = [1, 2, 2], 5  # depth 32 = 6*5 + 2
-    layers: list[nn.Module] = [nn.Conv2d(in_shape[0], widths[0], 3, padding=1, bias=bias)]
+    layers: list[nn.Module] = [nn.Conv2d(in_shape[0], widths[0], 3, padding=1, bias=norm.bias)]
     c_in = widths[0]
     for width, stride in zip(widths, strides):
         for b in range(n_blocks):
             first = b == 0
-            layers.append(PreActBlock(c_in, width, stride if first else 1, norm, groups, norm_eps, shortcut=first))
+            layers.append(PreActBlock(c_in, width, stride if first else 1, norm, shortcut=first))
             c_in = width
-    layers += [make_norm(norm, c_in, True, groups, norm_eps), nn.AdaptiveAvgPool2d(1)]
-    return ClassifierNet(nn.Sequential(*layers), c_in, n_classes, norm, freeze_last_layer)
+    layers += [norm(c_in), nn.AdaptiveAvgPool2d(1)]
+    return ClassifierNet(nn.Sequential(*layers), c_in, n_classes, norm, **head)
 
 
 class BasicBlock(nn.Module):
@@ -140,13 +186,13 @@ class BasicBlock(nn.Module):
     relu(norm(conv(relu(norm(conv(x))))) + shortcut(x)), shortcut "option A": the
     identity, subsampled and zero-padded in channels where the shape changes (no weights)."""
 
-    def __init__(self, c_in, c_out, stride, norm, groups, eps):
+    def __init__(self, c_in, c_out, stride, norm: Norm):
         super().__init__()
-        bias = norm == "none"
+        bias = norm.bias
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=bias)
-        self.norm1 = make_norm(norm, c_out, True, groups, eps)
+        self.norm1 = norm(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=bias)
-        self.norm2 = make_norm(norm, c_out, True, groups, eps)
+        self.norm2 = norm(c_out)
         self.stride, self.pad = stride, c_out - c_in
 
     def forward(self, x):
@@ -158,55 +204,66 @@ class BasicBlock(nn.Module):
         return torch.relu(out + short)
 
 
-def resnet56(in_shape, n_classes, *, width_multiplier, norm, groups, norm_eps, freeze_last_layer):
+def resnet56(in_shape, n_classes, *, width_multiplier, norm: Norm, **head):
     """ResNet-56 for CIFAR (He et al. 2016), as in the adaptive-SDE paper's code.
 
     conv3x3(16k) -> norm -> relu -> 3 stages x 9 basic blocks (16k, 32k, 64k channels,
-    strides 1, 2, 2; option-A shortcuts) -> global average pool -> linear. Normalization
-    has no affine parameters, like every net here; with the last layer frozen the net is
-    scale-invariant (every conv feeds a normalization, the shortcuts carry no weights).
+    strides 1, 2, 2; option-A shortcuts) -> global average pool -> linear. By default the
+    normalization has no affine parameters, like every net here; with the last layer
+    frozen the net is scale-invariant (every conv feeds a normalization, the shortcuts
+    carry no weights). The authors' net is the ordinary one: ``affine: true``,
+    ``freeze_last_layer: false``.
     """
-    bias = norm == "none"
     widths = [round(c * width_multiplier) for c in ARCHITECTURES["resnet56"].channels]
     strides, n_blocks = [1, 2, 2], 9  # 56 = 6*9 + 2
     layers: list[nn.Module] = [
-        nn.Conv2d(in_shape[0], widths[0], 3, padding=1, bias=bias),
-        make_norm(norm, widths[0], True, groups, norm_eps),
+        nn.Conv2d(in_shape[0], widths[0], 3, padding=1, bias=norm.bias),
+        norm(widths[0]),
         nn.ReLU(),
     ]
     c_in = widths[0]
     for width, stride in zip(widths, strides):
         for b in range(n_blocks):
-            layers.append(BasicBlock(c_in, width, stride if b == 0 else 1, norm, groups, norm_eps))
+            layers.append(BasicBlock(c_in, width, stride if b == 0 else 1, norm))
             c_in = width
     layers.append(nn.AdaptiveAvgPool2d(1))
-    return ClassifierNet(nn.Sequential(*layers), c_in, n_classes, norm, freeze_last_layer)
+    return ClassifierNet(nn.Sequential(*layers), c_in, n_classes, norm, **head)
 
 
-def vgg16(in_shape, n_classes, *, width_multiplier, norm, groups, norm_eps, freeze_last_layer):
+def _vgg(cfg, in_shape, n_classes, *, width_multiplier, norm: Norm, pooling: str = "max", **head):
+    """A VGG of layer list ``cfg`` (channel counts, "M" a 2x2 pool: max, or average as the
+    SVAG code's VGG19) with the CIFAR-style classifier: each conv followed by the
+    normalization and ReLU, then an adaptive average pool to 1x1 and the single linear
+    classifier of the CIFAR variants."""
+    layers, c_in = [], in_shape[0]
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2) if pooling == "max" else nn.AvgPool2d(2))
+            continue
+        c_out = round(v * width_multiplier)  # config validation checks it is whole
+        layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=norm.bias), norm(c_out), nn.ReLU()]
+        c_in = c_out
+    layers.append(nn.AdaptiveAvgPool2d(1))  # 1x1 at 32 px; pools larger images the same way
+    return ClassifierNet(nn.Sequential(*layers), c_in, n_classes, norm, **head)
+
+
+def vgg16(in_shape, n_classes, **kwargs):
     """VGG16 (configuration D: 13 3x3 convs in 5 stages) with the CIFAR-style classifier.
 
     Each conv is followed by the chosen normalization and ReLU, each stage by 2x2 max
     pooling; then the single linear classifier of the CIFAR variants (as in the SVAG and
     adaptive-SDE code). Images must be at least 32 pixels.
     """
-    layers, c_in = [], in_shape[0]
-    for v in VGG16_LAYERS:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2))
-            continue
-        c_out = round(v * width_multiplier)  # config validation checks it is whole
-        layers += [
-            nn.Conv2d(c_in, c_out, 3, padding=1, bias=norm == "none"),
-            make_norm(norm, c_out, True, groups, norm_eps),
-            nn.ReLU(),
-        ]
-        c_in = c_out
-    layers.append(nn.AdaptiveAvgPool2d(1))  # 1x1 at 32 px; pools larger images the same way
-    return ClassifierNet(nn.Sequential(*layers), c_in, n_classes, norm, freeze_last_layer)
+    return _vgg(VGG16_LAYERS, in_shape, n_classes, **kwargs)
 
 
-BUILDERS = {"mlp": mlp, "cnn4": cnn4, "preresnet32": preresnet32, "resnet56": resnet56, "vgg16": vgg16}
+def vgg19(in_shape, n_classes, **kwargs):
+    """VGG19 (configuration E: 16 3x3 convs in 5 stages), otherwise as ``vgg16``: the third
+    LSR net of the SVAG paper (with GroupNorm), which the SVAG code calls "vgg16"."""
+    return _vgg(VGG19_LAYERS, in_shape, n_classes, **kwargs)
+
+
+BUILDERS = {"mlp": mlp, "cnn4": cnn4, "preresnet32": preresnet32, "resnet56": resnet56, "vgg16": vgg16, "vgg19": vgg19}
 
 
 def build_model(spec: dict, in_shape, n_classes: int) -> ClassifierNet:
@@ -215,10 +272,9 @@ def build_model(spec: dict, in_shape, n_classes: int) -> ClassifierNet:
     if name not in BUILDERS:
         raise ValueError(f"unknown model {name!r}; allowed: {', '.join(BUILDERS)}")
     kwargs = dict(
-        norm=spec["norm"],
-        groups=spec["groups"],
-        norm_eps=spec["norm_eps"],
-        freeze_last_layer=spec["freeze_last_layer"],
+        norm=Norm(spec["norm"], spec["groups"], spec["norm_eps"], spec.get("affine", False)),
+        freeze_last=spec["freeze_last_layer"],
+        last_layer_init=spec.get("last_layer_init", "pytorch"),
     )
     if ARCHITECTURES[name].size_key == "width":
         kwargs["width"] = model_width(spec)
@@ -226,6 +282,8 @@ def build_model(spec: dict, in_shape, n_classes: int) -> ClassifierNet:
         kwargs["width_multiplier"] = spec["width_multiplier"]
     if name == "mlp":
         kwargs["depth"] = spec["depth"]
+    if name in ("vgg16", "vgg19"):
+        kwargs["pooling"] = spec.get("pooling", "max")
     return BUILDERS[name](in_shape, n_classes, **kwargs)
 
 
@@ -255,8 +313,12 @@ def weight_layers(model: nn.Module) -> dict[str, nn.Parameter]:
 
 
 @torch.no_grad()
-def scale_invariance_error(model: nn.Module, loss_fn, x, y, c: float) -> float:
-    """|L(c*w) - L(w)| / |L(w)| with all weight layers scaled by ``c`` (train-mode norms).
+def scale_invariance_error(model: nn.Module, loss_fn, x, y, c: float, weights_only: bool = False) -> float:
+    """|L(c*w) - L(w)| / |L(w)| with every trainable parameter w scaled by ``c`` (train-mode
+    norms): the invariance the Exp-LR identity and weight rescaling need. In a net without
+    biases and affine parameters the trainable parameters are the weight layers.
+    ``weights_only``: scale the weight layers only (an affine net stays invariant to its
+    conv/linear weights, each feeding a normalization; its affine parameters break it).
 
     Train mode is what SGD sees (batch statistics); running statistics are saved and
     restored so the check leaves the model as it found it.
@@ -264,9 +326,12 @@ def scale_invariance_error(model: nn.Module, loss_fn, x, y, c: float) -> float:
     state = {k: v.clone() for k, v in model.state_dict().items()}
     was_training = model.training
     model.train()
+    scaled_params = (
+        list(weight_layers(model).values()) if weights_only else [p for p in model.parameters() if p.requires_grad]
+    )
     try:
         base = loss_fn(model(x), y)
-        for p in weight_layers(model).values():
+        for p in scaled_params:
             p.mul_(c)
         scaled = loss_fn(model(x), y)
     finally:

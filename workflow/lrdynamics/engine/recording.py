@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from lrdynamics.engine.batches import DeviceData
-from lrdynamics.engine.contract import NOISE_VARIABLES, OPTIONAL_VARIABLES, VARIABLES
+from lrdynamics.engine.contract import NOISE_VARIABLES, OPTIONAL_NOISE_VARIABLES, OPTIONAL_VARIABLES, VARIABLES
 from lrdynamics.engine.models import kept_normalization_statistics
 from lrdynamics.engine.quantities import angular_update, effective_lr, intrinsic_lr, unit_direction
 
@@ -67,7 +67,7 @@ class Recorder:
         self.evaluation, self.momentum, self.layers = evaluation, momentum, layers
         self.train, self.test = train, test
         self.rows: dict[str, list] = {k: [] for k in ["step", "epoch", *VARIABLES, *OPTIONAL_VARIABLES]}
-        self.noise_rows: dict[str, list] = {k: [] for k in ["noise_step", *NOISE_VARIABLES]}
+        self.noise_rows: dict[str, list] = {k: [] for k in ["noise_step", *NOISE_VARIABLES, *OPTIONAL_NOISE_VARIABLES]}
         self.anchor: torch.Tensor | None = None  # the direction at evaluation.direction_anchor
 
     def model_outputs(self, model) -> dict:
@@ -148,3 +148,5 @@ class Recorder:
         self.noise_rows["noise_step"].append(step)
         for name in NOISE_VARIABLES:
             self.noise_rows[name].append(measured[name])
+        for name in OPTIONAL_NOISE_VARIABLES:  # NaN where the estimator gives none
+            self.noise_rows.setdefault(name, []).append(measured.get(name, float("nan")))

@@ -33,6 +33,7 @@ from lrdynamics.engine.contract import (
     KEY_HYPERPARAMETERS,
     MEMBER_VARIABLES,
     NOISE_VARIABLES,
+    OPTIONAL_NOISE_VARIABLES,
     OPTIONAL_VARIABLES,
     RUN_DIMS,
     SEED_DIM,
@@ -116,6 +117,10 @@ def run_dataset(
     if noise_records and noise_records["noise_step"]:
         for name in NOISE_VARIABLES:
             data_vars[name] = _variable(NOISE_VARIABLES, name, np.asarray(noise_records[name], dtype=np.float64))
+        for name in OPTIONAL_NOISE_VARIABLES:  # only where measured (per_example)
+            values = np.asarray(noise_records.get(name, []), dtype=np.float64)
+            if values.size and np.isfinite(values).any():
+                data_vars[name] = _variable(OPTIONAL_NOISE_VARIABLES, name, values)
     coords = {
         "step": _coordinate(COORDINATES, "step", steps),
         "updates_done": _coordinate(COORDINATES, "updates_done", steps * per_step),
@@ -204,6 +209,8 @@ def run_attributes(run: dict, what: str, writer: str) -> dict:
         "experiment": run["experiment"],
         "run": run["run"],
         "dataset": run["dataset"],
+        # a rehearsal's run (lrdynamics.config.rehearsal) says so in every file it makes
+        **({"rehearsal": json.dumps(run["rehearsal"], sort_keys=True)} if run.get("rehearsal") else {}),
     }
 
 

@@ -195,6 +195,31 @@ class UpdateWindow:
             setattr(self, k, state[k])
 
 
+def accumulated_backward(batch_loss, n: int, micro: int | None) -> torch.Tensor:
+    """Backward of a batch of ``n`` examples, micro-batch by micro-batch (gradient
+    accumulation, ``training.micro_batch_size``); returns the batch loss, detached.
+
+    ``batch_loss(part)`` is the mean loss of the examples ``part`` (a slice of the batch). Each
+    micro-batch's mean is weighted by its share of the batch, so the accumulated gradient is
+    the gradient of the batch mean. For nets without BatchNorm that is the full-batch
+    gradient (to float rounding); with BatchNorm each micro-batch is normalized with its own
+    statistics (ghost batches, as the SVAG authors built B = 4096) and the running
+    statistics are updated once per micro-batch. ``micro`` None or >= n: one backward, the
+    loss unweighted (bit for bit the loop without accumulation).
+    """
+    if micro is None or micro >= n:
+        loss = batch_loss(slice(0, n))
+        loss.sum().backward()
+        return loss.detach()
+    total = None
+    for start in range(0, n, micro):
+        part = slice(start, min(start + micro, n))
+        loss = batch_loss(part) * ((part.stop - part.start) / n)
+        loss.sum().backward()  # the sum over an ensemble's members: each its own gradient
+        total = loss.detach() if total is None else total + loss.detach()
+    return total
+
+
 def run_schedule(run: dict, timeline: TimeLine):
     """The run's per-update LR and WD (``engine.schedules.build_schedule``)."""
     t, opt = timeline, run["optimizer"]
@@ -226,7 +251,7 @@ def noise_meter(run: dict, train: DeviceData, timeline: TimeLine, device, seed: 
     B = tr["batch_size"]
     generator = seeded_generator(device, seed + NOISE_SEED)
     return NoiseMeter(train, B, tr["crop_padding"] > 0, tr["flip"], generator, noise_batches(B, gn["batches"]),
-                      gn["threshold_c"])  # fmt: skip
+                      gn["threshold_c"], estimator=gn["estimator"], samples=gn["samples"])  # fmt: skip
 
 
 def device_splits(folder: Path, device, dtype, padding: int) -> tuple[DeviceData, DeviceData, int]:
@@ -325,6 +350,7 @@ class Trainer(UpdateLoop):
         self.timeline = TimeLine.of(run, self.train.n)
         t = self.timeline
         self.svag = opt["svag"]
+        self.micro_batch_size = tr["micro_batch_size"]
         self.schedule = run_schedule(run, t)
         self.streams = data_streams(run, self.train, t, self.device, tr["seed"])
         self.noise = noise_meter(run, self.train, t, self.device, tr["seed"])
@@ -365,16 +391,13 @@ class Trainer(UpdateLoop):
         """
         if index % 50 == 0:
             self.scale.rescale(self.optimizer)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            if self.svag == 1:
-                x, y = self.streams[0].next()
-                loss = F.cross_entropy(self.model(x), y)
-            else:
-                # coefficients of l (SGD) or l^2 (adaptive): the noise per update is m times SGD's
-                batches = (*self.streams[0].next(), *self.streams[1].next())
-                loss = svag_loss(self.model, *batches, self.timeline.updates_per_step)
+        # SVAG's two batches (x1, y1, x2, y2): coefficients of l (SGD) or l^2 (adaptive), the
+        # noise per update m times SGD's
+        batches = [t for stream in self.streams for t in stream.next()]
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = accumulated_backward(
+            lambda part: self._loss([b[part] for b in batches]), len(batches[1]), self.micro_batch_size
+        )
         for group in self.optimizer.param_groups:
             group["lr"] = float(self.schedule.lr[index]) * 4.0**-self.scale.log2
             group["weight_decay"] = float(self.schedule.wd[index]) * 4.0**self.scale.log2
@@ -392,6 +415,14 @@ class Trainer(UpdateLoop):
             index, loss, self._flat_weights(), None if buffer_sq is None else buffer_sq * 4.0**-self.scale.log2
         )
         return loss, before, grad_norm
+
+    def _loss(self, batches: list[torch.Tensor]) -> torch.Tensor:
+        """The mean training loss of (part of) this update's batch(es): cross-entropy, or
+        SVAG's joint loss of its two batches."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            if self.svag == 1:
+                return F.cross_entropy(self.model(batches[0]), batches[1])
+            return svag_loss(self.model, *batches, self.timeline.updates_per_step)
 
     # --- measurements -----------------------------------------------------------------------
 

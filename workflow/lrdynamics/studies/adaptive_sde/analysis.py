@@ -51,6 +51,47 @@ DESCRIBED = {
     "gradient_noise_trace": "trace of the minibatch gradient noise covariance tr Sigma_B at the run's B",
     "signal_to_noise": "signal-to-noise ratio |grad L|^2 / tr Sigma_B",
 }
+# With gradient_noise.estimator: per_example, the adaptive-SDE authors' definitions
+# (cifar_main.py, Variancegradient and its 'Signal-Noise-ratio').
+PER_EXAMPLE_DESCRIBED = {
+    "gradient_noise_trace": (
+        "trace of the single-example gradient noise covariance tr Sigma_1 = sum_i |g_i|^2/(S-1) - "
+        "S |mean_i g_i|^2/(S-1) over S single examples drawn with replacement (train mode)"
+    ),
+    "signal_to_noise": (
+        "signal-to-noise ratio (mean_i |g_i|)^2 / tr Sigma_1 of S single-example gradients g_i "
+        "(the adaptive-SDE authors' definition: the mean of the gradient norms, squared)"
+    ),
+}
+
+
+def noise_estimator(runs: list[xr.Dataset]) -> str | None:
+    """The gradient_noise.estimator of the runs that measured noise (None: none did); runs
+    of both estimators in one analysis are an error (their SNRs are different quantities)."""
+    found = {
+        json.loads(ds.attrs["config_json"])["gradient_noise"].get("estimator", "minibatch")
+        for ds in runs
+        if "gradient_signal" in ds
+    }
+    if len(found) > 1:
+        raise ValueError("the runs mix gradient_noise.estimator minibatch and per_example: one SNR definition each")
+    return found.pop() if found else None
+
+
+def _noise_curves(noisy: list[xr.Dataset], estimator: str) -> tuple[np.ndarray, np.ndarray]:
+    """(noise trace, SNR) per run and measurement: tr Sigma_B and G / tr Sigma_B, or for
+    ``per_example`` tr Sigma_1 and (mean_i |g_i|)^2 / tr Sigma_1 (the authors')."""
+    if estimator != "per_example":
+        trace = _padded([ds.batch_gradient_noise.values for ds in noisy])
+        return trace, _padded([ds.gradient_signal.values for ds in noisy]) / trace
+    missing = [ds.attrs["run"] for ds in noisy if "example_gradient_norm" not in ds]
+    if missing:
+        raise ValueError(
+            f"runs {', '.join(missing)} measured gradient_noise.estimator: per_example but their files have no "
+            "example_gradient_norm (the mean single-example gradient norm the authors' SNR needs)"
+        )
+    trace = _padded([ds.gradient_noise.values for ds in noisy])
+    return trace, _padded([ds.example_gradient_norm.values for ds in noisy]) ** 2 / trace
 
 
 def _curve_distance(out: xr.Dataset) -> np.ndarray:
@@ -74,7 +115,8 @@ def _curve_distance(out: xr.Dataset) -> np.ndarray:
 def sqrt_scaling_analysis(runs: list[xr.Dataset]) -> xr.Dataset:
     """Curves and final test accuracy per (optimizer, scaling rule, kappa), seeds averaged,
     the spread of final test accuracy across kappa per rule, and, where the runs measured
-    it, the gradient-noise trace tr Sigma_B and the signal-to-noise ratio |grad L|^2 / tr Sigma_B.
+    it, the gradient-noise trace tr Sigma_B and the signal-to-noise ratio |grad L|^2 / tr Sigma_B
+    (``gradient_noise.estimator: per_example``: the authors' tr Sigma_1 and (mean_i |g_i|)^2 / tr Sigma_1).
 
     Runs evaluate at different steps (the batch size differs), so curves are indexed by
     evaluation number with each run's own ``epoch``; a diverged run keeps its status and
@@ -86,6 +128,7 @@ def sqrt_scaling_analysis(runs: list[xr.Dataset]) -> xr.Dataset:
     if not groups:
         raise ValueError("the square-root scaling analysis needs runs")
     parts, diverged, finals = [], [], {}
+    estimator = noise_estimator([ds for group in groups.values() for ds in group])
     for (opt, rule, kappa), group in sorted(groups.items()):
         completed = [ds for ds in group if ds.attrs["status"] == "completed"]
         finals[opt, rule, kappa] = np.array([float(ds.test_accuracy.values.ravel()[-1]) for ds in completed])
@@ -106,11 +149,10 @@ def sqrt_scaling_analysis(runs: list[xr.Dataset]) -> xr.Dataset:
         part["learning_rate"] = json.loads(use[0].attrs["config_json"])["schedule"]["lr"]
         noisy = [ds for ds in use if "gradient_signal" in ds]
         if noisy:
-            trace = _padded([ds.batch_gradient_noise.values for ds in noisy])
-            signal = _padded([ds.gradient_signal.values for ds in noisy])
+            trace, snr = _noise_curves(noisy, estimator)
             part["noise_epoch"] = ("noise_evaluation", _padded([ds.noise_epoch.values for ds in noisy])[0])
             part["gradient_noise_trace"] = ("noise_evaluation", np.nanmean(trace, axis=0))
-            part["signal_to_noise"] = ("noise_evaluation", np.nanmean(signal / trace, axis=0))
+            part["signal_to_noise"] = ("noise_evaluation", np.nanmean(snr, axis=0))
             part = part.assign_coords(noise_evaluation=np.arange(part.sizes["noise_evaluation"]))
         parts.append(part.expand_dims(optimizer=[opt], scaling_rule=[rule], kappa=[kappa]))
     out = xr.combine_by_coords(parts, data_vars="minimal", coords="different", compat="equals", join="outer")
@@ -121,9 +163,12 @@ def sqrt_scaling_analysis(runs: list[xr.Dataset]) -> xr.Dataset:
         out = out.merge(sqrt_rule_advantage(finals, list(out.optimizer.values), list(out.kappa.values)))
     out["test_accuracy_curve_distance"] = (("optimizer", "scaling_rule", "kappa"), _curve_distance(out))
     out["mean_test_accuracy_curve_distance"] = out.test_accuracy_curve_distance.isel(kappa=slice(1, None)).mean("kappa")
-    for name, text in DESCRIBED.items():
+    described = DESCRIBED | (PER_EXAMPLE_DESCRIBED if estimator == "per_example" else {})
+    for name, text in described.items():
         if name in out:
             out[name].attrs.update(long_name=text, units="1")
+    if estimator:
+        out.attrs.update(gradient_noise_estimator=estimator)
     out["kappa"].attrs.update(long_name="batch size / reference batch size", units="1")
     out.attrs.update(scaling_diverged_runs=", ".join(diverged) or "none")
     return out
@@ -192,10 +237,27 @@ def adaptive_svag_analysis(runs: list[xr.Dataset]) -> xr.Dataset:
     return out
 
 
+def _one_experiment_per_optimizer(runs: list[xr.Dataset], part: str) -> None:
+    """Runs of several experiments (a figure's ``experiments``) are read as one grid only
+    when each optimizer comes from one experiment."""
+    source: dict[str, set] = {}
+    for ds in runs:
+        source.setdefault(ds.attrs["optimizer"], set()).add(ds.attrs["experiment"])
+    shared = {opt: sorted(names) for opt, names in source.items() if len(names) > 1}
+    if shared:
+        raise ValueError(
+            f"the {part} runs of one optimizer must come from one experiment: "
+            + "; ".join(f"{opt} from {', '.join(names)}" for opt, names in shared.items())
+        )
+
+
 def adaptive_analysis(scaling: list[xr.Dataset], svag: list[xr.Dataset]) -> xr.Dataset:
     """results/analysis/adaptive.nc: the square-root scaling part (``scaling``: the runs
     across batch sizes and rules) and the adaptive SVAG part (``svag``: the runs across l),
-    each present when its runs are given, in one dataset."""
+    each present when its runs are given, in one dataset. Either part may read several
+    experiments, each optimizer from one of them."""
+    _one_experiment_per_optimizer(scaling, "square-root scaling")
+    _one_experiment_per_optimizer(svag, "adaptive SVAG")
     parts = []
     if scaling:
         parts.append(sqrt_scaling_analysis(scaling))
