@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: demo test bench data slurm lint format clean-results
+.PHONY: demo test rehearsal rehearsal-test bench data slurm lint format clean-results
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,15 @@ demo: $(STAMP) data
 
 test: $(STAMP) data slurm
 	$(BIN)/python -m pytest
+
+# The paper config's whole DAG at 0.2% of its length, into results-rehearsal/ (docs/paper_scale.md);
+# it needs the CIFAR-10 and MNIST files (or download: true with internet access).
+rehearsal: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --configfile config/paper.yaml --config 'rehearsal={length: 0.002}'
+
+# That rehearsal end to end on CIFAR-10 and MNIST files the test writes (tests/test_rehearsal.py).
+rehearsal-test: $(STAMP)
+	$(BIN)/python -m pytest -m rehearsal
 
 # The engine against the conventional PyTorch loop (results/bench/bench.json; README "Performance").
 bench: $(STAMP) data

@@ -26,7 +26,7 @@ rule all:
     input:
         all_figures(),
         all_analyses(),
-        "results/claims.csv",
+        f"{RESULTS}/claims.csv",
         all_runs(),
         all_experiment_datasets(),
     localrule: True

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import copy
 import gzip
+import io
+import pickle
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +62,63 @@ def write_fake_fashion_mnist(folder: Path, n_train: int = 600, n_test: int = 200
     """Synthetic data in Fashion-MNIST's IDX files, where the workflow looks first."""
     folder.mkdir(parents=True, exist_ok=True)
     for split, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
+        x, y = synthetic_images(n, seed)
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz", x)
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", y)
+    return folder
+
+
+def cifar_batch(n: int, label_key: str, seed: int, batch_label: str) -> dict:
+    rng = np.random.default_rng(seed)
+    n_classes = 10 if label_key == "labels" else 100
+    batch = {
+        "batch_label": batch_label,
+        label_key: [int(v) for v in rng.integers(0, n_classes, n)],
+        "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        "filenames": [f"image_{seed}_{i}.png" for i in range(n)],
+    }
+    if label_key == "fine_labels":
+        batch["coarse_labels"] = [v // 5 for v in batch[label_key]]
+    return batch
+
+
+def write_cifar_folder(folder: Path, members: dict[str, dict]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in members.items():
+        with open(folder / name, "wb") as f:
+            pickle.dump(content, f, protocol=2)
+    return folder
+
+
+def write_cifar_archive(path: Path, folder_name: str, members: dict[str, dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo(folder_name)
+        info.type = tarfile.DIRTYPE
+        info.mode = 0o755
+        tar.addfile(info)
+        for name, content in members.items():
+            payload = pickle.dumps(content, protocol=2)
+            info = tarfile.TarInfo(f"{folder_name}/{name}")
+            info.size = len(payload)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def write_fake_cifar10(path: Path, per_batch: int, n_test: int) -> Path:
+    """Random images in CIFAR-10's "python version" archive (cifar-10-python.tar.gz): five
+    training batches of ``per_batch`` images, a test batch, batches.meta."""
+    members = {f"data_batch_{i}": cifar_batch(per_batch, "labels", i, f"training batch {i} of 5") for i in range(1, 6)}
+    members["test_batch"] = cifar_batch(n_test, "labels", 99, "testing batch 1 of 1")
+    members["batches.meta"] = {"label_names": [f"c10_{i}" for i in range(10)], "num_cases_per_batch": per_batch,
+                               "num_vis": 3072}  # fmt: skip
+    return write_cifar_archive(path, "cifar-10-batches-py", members)
+
+
+def write_fake_mnist(folder: Path, n_train: int, n_test: int) -> Path:
+    """Synthetic digits in MNIST's four gzipped IDX files (``folder``: <data_dir>/raw/mnist)."""
+    for split, n, seed in (("train", n_train, 2), ("t10k", n_test, 3)):
         x, y = synthetic_images(n, seed)
         write_idx(folder / f"{split}-images-idx3-ubyte.gz", x)
         write_idx(folder / f"{split}-labels-idx1-ubyte.gz", y)

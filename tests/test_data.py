@@ -4,16 +4,13 @@ augmentation of lrdynamics.engine.batches."""
 from __future__ import annotations
 
 import gzip
-import io
-import pickle
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import idx_bytes, write_idx
+from conftest import cifar_batch, idx_bytes, write_cifar_archive, write_cifar_folder, write_idx
 from lrdynamics.engine import batches, data
 from lrdynamics.engine.data import DatasetError
 
@@ -61,20 +58,6 @@ def make_idx_dataset(folder: Path, n_train: int = 50, n_test: int = 20, seed: in
     return arrays
 
 
-def cifar_batch(n: int, label_key: str, seed: int, batch_label: str) -> dict:
-    rng = np.random.default_rng(seed)
-    n_classes = 10 if label_key == "labels" else 100
-    batch = {
-        "batch_label": batch_label,
-        label_key: [int(v) for v in rng.integers(0, n_classes, n)],
-        "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-        "filenames": [f"image_{seed}_{i}.png" for i in range(n)],
-    }
-    if label_key == "fine_labels":
-        batch["coarse_labels"] = [v // 5 for v in batch[label_key]]
-    return batch
-
-
 def cifar_members(source: str) -> dict[str, dict]:
     """Pickled-dict contents of the CIFAR "python version", keyed by member name."""
     if source == "cifar10":
@@ -100,30 +83,6 @@ def cifar_members(source: str) -> dict[str, dict]:
         }
         members["train"]["data"][0, :1024] = 7
     return members
-
-
-def write_cifar_folder(folder: Path, members: dict[str, dict]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, content in members.items():
-        with open(folder / name, "wb") as f:
-            pickle.dump(content, f, protocol=2)
-    return folder
-
-
-def write_cifar_archive(path: Path, folder_name: str, members: dict[str, dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as tar:
-        info = tarfile.TarInfo(folder_name)
-        info.type = tarfile.DIRTYPE
-        info.mode = 0o755
-        tar.addfile(info)
-        for name, content in members.items():
-            payload = pickle.dumps(content, protocol=2)
-            info = tarfile.TarInfo(f"{folder_name}/{name}")
-            info.size = len(payload)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(payload))
-    return path
 
 
 def expected_cifar(source: str, members: dict[str, dict]):

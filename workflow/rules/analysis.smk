@@ -9,9 +9,9 @@ for analysis in ANALYSES:
         input:
             **layout.analysis_inputs(CONFIG, analysis),
         output:
-            layout.analysis_path(analysis),
+            layout.analysis_path(CONFIG, analysis),
         log:
-            f"results/logs/analysis/{analysis}.log",
+            f"{RESULTS}/logs/analysis/{analysis}.log",
         localrule: True
         conda:
             "../../environment.yml"
@@ -20,18 +20,19 @@ for analysis in ANALYSES:
             # history is the reference), redoes the analysis
             settings=layout.analysis_settings(CONFIG, analysis),
             experiments=layout.analysis_experiments(CONFIG, analysis),
+            rehearsal=REHEARSAL,
         script:
             "../scripts/analyse.py"
 
 
-# results/<experiment>.nc: all runs of an experiment in one hypercube (xr.open_dataset).
+# <results>/<experiment>.nc: all runs of an experiment in one hypercube (xr.open_dataset).
 rule combine_experiment:
     input:
         experiment_run_files,
     output:
-        "results/{experiment}.nc",
+        f"{RESULTS}/{{experiment}}.nc",
     log:
-        "results/logs/combine/{experiment}.log",
+        f"{RESULTS}/logs/combine/{{experiment}}.log",
     wildcard_constraints:
         experiment=experiment_name_pattern("experiments", "gd_experiments"),
     localrule: True

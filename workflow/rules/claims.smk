@@ -4,16 +4,16 @@ rule claims_ledger:
     input:
         layout.claim_analysis_paths(CONFIG),
     output:
-        csv="results/claims.csv",
-        nc="results/claims.nc",
+        csv=f"{RESULTS}/claims.csv",
+        nc=f"{RESULTS}/claims.nc",
         html=report(
-            "results/claims.html",
+            f"{RESULTS}/claims.html",
             caption="../report/claims.rst",
             category="Claims ledger",
             labels={"table": "claims ledger"},
         ),
     log:
-        "results/logs/claims.log",
+        f"{RESULTS}/logs/claims.log",
     localrule: True
     conda:
         "../../environment.yml"
@@ -21,5 +21,6 @@ rule claims_ledger:
         criteria=CONFIG["claims"]["criteria"],
         measured=layout.measured_claims(CONFIG),
         measured_in=CONFIG["claims"]["measured_in"],
+        rehearsal=REHEARSAL,
     script:
         "../scripts/claims_ledger.py"

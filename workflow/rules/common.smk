@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lrdynamics.config import ConfigError, load_config, run_config_json
 from lrdynamics.config import layout
+from lrdynamics.config.rehearsal import describe as describe_rehearsal
 from lrdynamics.studies import ANALYSES, CATEGORY, FIGURES
 
 try:
@@ -29,10 +30,16 @@ def check_writable(folder):
         )
 
 
-check_writable("results")
+# results/, or a rehearsal's own folder (lrdynamics.config.rehearsal); prepared datasets in
+# <data_dir>/, or <data_dir>/rehearsal/ (a rehearsal's subsets)
+RESULTS = CONFIG["results_dir"]
+check_writable(RESULTS)
 check_writable(CONFIG["data_dir"])
 
 DATA_DIR = CONFIG["data_dir"]
+PREPARED_DIR = CONFIG["prepared_dir"]
+# The mark of a rehearsal on every analysis file and figure ("" for real results).
+REHEARSAL = describe_rehearsal(CONFIG["rehearsal"]) if CONFIG["rehearsal"] else ""
 RUNS = CONFIG["runs"]
 # GPUs a training job asks the scheduler for (none when the config pins the CPU).
 TRAIN_GPUS = 0 if CONFIG["device"] == "cpu" else 1
@@ -68,17 +75,19 @@ def experiment_run_files(wildcards):
 
 
 def all_experiment_datasets():
-    """results/<experiment>.nc: every experiment's runs in one hypercube."""
-    return [f"results/{experiment}.nc" for experiment in RUNS]
+    """<results>/<experiment>.nc: every experiment's runs in one hypercube."""
+    return [f"{RESULTS}/{experiment}.nc" for experiment in RUNS]
 
 
 def all_figures():
-    return [f"results/figures/{figure}.png" for figure in CONFIG["figures"]]
+    return [f"{RESULTS}/figures/{figure}.png" for figure in CONFIG["figures"]]
 
 
 def all_analyses():
     """Analysis files behind the configured figures."""
-    return [layout.analysis_path(name) for name in layout.needed_analyses(CONFIG)]
+    return [
+        layout.analysis_path(CONFIG, name) for name in layout.needed_analyses(CONFIG)
+    ]
 
 
 def resolved_run(wildcards):
@@ -99,7 +108,7 @@ def run_json(wildcards):
 
 def run_dataset_files(wildcards):
     name = resolved_run(wildcards)["dataset"]
-    return {split: f"{DATA_DIR}/{name}/{split}.pt" for split in ("train", "test")}
+    return {split: f"{PREPARED_DIR}/{name}/{split}.pt" for split in ("train", "test")}
 
 
 def dataset_spec(wildcards):

@@ -8,19 +8,19 @@ for figure, entry in FIGURES.items():
         input:
             runs=layout.figure_run_paths(CONFIG, figure) if entry.reads_runs else [],
             analysis=[
-                layout.analysis_path(name)
+                layout.analysis_path(CONFIG, name)
                 for name in layout.figure_analyses(CONFIG, figure)
             ],
         output:
             png=report(
-                f"results/figures/{figure}.png",
+                f"{RESULTS}/figures/{figure}.png",
                 caption=f"../report/{figure}.rst",
                 category=CATEGORY[figure],
                 labels=layout.figure_labels(CONFIG, figure),
             ),
-            pdf=f"results/figures/{figure}.pdf",
+            pdf=f"{RESULTS}/figures/{figure}.pdf",
         log:
-            f"results/logs/figures/{figure}.log",
+            f"{RESULTS}/logs/figures/{figure}.log",
         localrule: True
         conda:
             "../../environment.yml"
@@ -28,5 +28,6 @@ for figure, entry in FIGURES.items():
             titles=layout.experiment_titles(CONFIG, figure),
             # shown in the report caption (a changed config redraws the figure anyway)
             provenance=layout.figure_provenance(CONFIG, figure),
+            rehearsal=REHEARSAL,
         script:
             "../scripts/plot_figure.py"

@@ -2,9 +2,9 @@ rule train:
     input:
         unpack(run_dataset_files),
     output:
-        "results/runs/{experiment}/{run}.nc",
+        f"{RESULTS}/runs/{{experiment}}/{{run}}.nc",
     log:
-        "results/logs/train/{experiment}/{run}.log",
+        f"{RESULTS}/logs/train/{{experiment}}/{{run}}.log",
     wildcard_constraints:
         experiment=experiment_name_pattern("experiments"),
     conda:

@@ -12,6 +12,8 @@ setup_logging(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 analysis = ANALYSES[Path(snakemake.output[0]).stem]  # noqa: F821
 groups = {group: open_runs(getattr(snakemake.input, group)) for group in analysis.inputs}  # noqa: F821
 ds = load(analysis.compute)(**groups, **snakemake.params.settings)  # noqa: F821
+if snakemake.params.rehearsal:  # noqa: F821 (a rehearsal's analysis is marked as one)
+    ds.attrs["rehearsal"] = snakemake.params.rehearsal  # noqa: F821
 write_atomic(ds, snakemake.output[0])  # noqa: F821
 log = logging.getLogger(f"lrdynamics.analysis.{analysis.name}")
 for line in load(analysis.summary)(ds) if analysis.summary else []:

@@ -11,7 +11,7 @@ setup_logging(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 log = logging.getLogger("lrdynamics.claims")
 analyses = ledger.open_analyses(snakemake.input)  # noqa: F821
 p = snakemake.params  # noqa: F821
-table = ledger.ledger_table(ledger.claim_rows(analyses, p.criteria, p.measured, p.measured_in))
+table = ledger.ledger_table(ledger.claim_rows(analyses, p.criteria, p.measured, p.measured_in, p.rehearsal))
 out = snakemake.output  # noqa: F821
 ledger.write_csv(table, out.csv)
 write_atomic(ledger.ledger_dataset(table), out.nc)

@@ -1,4 +1,5 @@
-"""Snakemake script of rule prepare_dataset: raw files -> resources/<name>/{train,test}.pt."""
+"""Snakemake script of rule prepare_dataset: raw files -> <data_dir>/<name>/{train,test}.pt
+(a rehearsal's: <data_dir>/rehearsal/<name>/)."""
 
 import logging
 from pathlib import Path
@@ -11,7 +12,7 @@ log = logging.getLogger("lrdynamics.prepare_dataset")
 try:
     summary = prepare_dataset(
         snakemake.params.spec,  # noqa: F821
-        Path(snakemake.output.train).parents[1],  # noqa: F821 (<data_dir>/<dataset>/train.pt)
+        Path(snakemake.params.data_dir),  # noqa: F821 (the raw files are looked for here)
         Path(snakemake.output.train).parent,  # noqa: F821
     )
 except DatasetError as err:

@@ -15,13 +15,14 @@ from lrdynamics.config.schema import figure_schema, schema_defaults
 from lrdynamics.studies import ANALYSES, CLAIMS, FIGURES, figure_experiments
 
 
-def run_path(experiment: str, run: str) -> str:
-    return f"results/runs/{experiment}/{run}.nc"
+def run_path(config: dict, experiment: str, run: str) -> str:
+    """``<results>/runs/<experiment>/<run>.nc`` (``results/``, or a rehearsal's folder)."""
+    return f"{config['results_dir']}/runs/{experiment}/{run}.nc"
 
 
 def experiment_run_paths(config: dict, experiment: str) -> list[str]:
     """Run files of one experiment (either section)."""
-    return [run_path(experiment, run) for run in config["runs"][experiment]]
+    return [run_path(config, experiment, run) for run in config["runs"][experiment]]
 
 
 def figure_experiment_list(config: dict, figure: str) -> list[str]:
@@ -42,8 +43,8 @@ def figure_analyses(config: dict, figure: str) -> list[str]:
     return [*fig.analyses, *extra]
 
 
-def analysis_path(name: str) -> str:
-    return f"results/analysis/{name}.nc"
+def analysis_path(config: dict, name: str) -> str:
+    return f"{config['results_dir']}/analysis/{name}.nc"
 
 
 def needed_analyses(config: dict) -> list[str]:
@@ -128,4 +129,4 @@ def measured_claims(config: dict) -> list[str]:
 def claim_analysis_paths(config: dict) -> list[str]:
     """The analysis files the claims ledger reads."""
     names = dict.fromkeys(name for cid in measured_claims(config) for name in CLAIMS[cid].analyses)
-    return [analysis_path(name) for name in names]
+    return [analysis_path(config, name) for name in names]

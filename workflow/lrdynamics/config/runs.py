@@ -23,6 +23,7 @@ from lrdynamics.config.checks import (
     check_gd_run,
     check_run,
 )
+from lrdynamics.config.rehearsal import from_command_line, rehearse
 from lrdynamics.config.schema import (
     ConfigError,
     config_error,
@@ -217,6 +218,8 @@ def load_config(config: dict) -> dict:
     ``{experiment: {run_name: resolved_run}}``. Raises ConfigError.
     """
     schema = load_schema()
+    if "rehearsal" in config:
+        config = {**config, "rehearsal": from_command_line(config["rehearsal"])}
     validate(config, schema)
     full = deep_merge(schema_defaults(schema), config)
     full["datasets"] = {
@@ -234,6 +237,9 @@ def load_config(config: dict) -> dict:
     check_figure_references(full)
     full["runs"] = {name: experiment_runs(full, name) for name in full["experiments"]}
     full["runs"].update({name: gd_experiment_runs(full, name) for name in full["gd_experiments"]})
+    check_figure_experiments(full)
+    full["results_dir"], full["prepared_dir"] = "results", full["data_dir"]
+    rehearse(full)  # (no-op unless the config sets rehearsal)
     check_figure_experiments(full)
     return full
 

@@ -4,6 +4,7 @@ legend labels of runs, runs as long data frames, saving PNG and PDF."""
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import dataclass, field
 
 import matplotlib
@@ -80,10 +81,17 @@ def long_frame(runs: list[xr.Dataset], variables: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+# Drawn across the top of every figure when set: a rehearsal's mark (plot_figure.py sets it).
+BANNER = ""
+
+
 def save(fig, png, pdf=None, title: str | None = None, fontsize: int = 11) -> None:
     """Give the figure its title (``title``: the suptitle) and write the PNG (and PDF)."""
     if title is not None:
         fig.suptitle(title, fontsize=fontsize)
+    if BANNER:
+        fig.text(0.5, 1.04, "\n".join(textwrap.wrap(BANNER, 90)), ha="center", va="bottom", color="crimson",
+                 fontsize=12, fontweight="bold", transform=fig.transFigure)  # fmt: skip
     fig.savefig(png, dpi=130, bbox_inches="tight")
     if pdf:
         fig.savefig(pdf, bbox_inches="tight")

@@ -19,6 +19,7 @@ prints a ledger, ``... readme`` writes it into ``README.md``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import re
 import sys
@@ -168,16 +169,23 @@ def combine(parts: list[tuple[str, str, str]]) -> tuple[str, str]:
 
 
 def claim_rows(
-    analyses: dict[str, xr.Dataset], criteria: dict[str, dict], measured: list[str], measured_in: str
+    analyses: dict[str, xr.Dataset],
+    criteria: dict[str, dict],
+    measured: list[str],
+    measured_in: str,
+    rehearsal: str = "",
 ) -> list[dict]:
     """Every claim of the catalog, in catalog order: measured when it is in ``measured``
-    (``layout.measured_claims``: its figure is configured), from its analysis files."""
+    (``layout.measured_claims``: its figure is configured), from its analysis files. A
+    rehearsal (``rehearsal``: its mark) measures every claim, and resolves none."""
     rows = []
     for claim in CLAIMS.values():
         if claim.id not in measured:
             m = not_measured("", "", f"not measured in this config (it draws no {claim.figure} figure)")
         else:
             m = load(claim.measure)({name: analyses[name] for name in claim.analyses}, **criteria.get(claim.id, {}))
+            if rehearsal:
+                m = dataclasses.replace(m, verdict=NOT_RESOLVED, reason=f"{rehearsal} (its own verdict: {m.verdict})")
         rows.append({
             "id": claim.id, "paper": claim.paper, "claim": claim.statement, "paper_value": claim.paper_value,
             "quantity": m.quantity, "value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high,
