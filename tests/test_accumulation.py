@@ -76,7 +76,7 @@ def test_batchnorm_accumulation_is_ghost_batch_normalization():
     for part, share in ((slice(0, 8), 0.4), (slice(8, 16), 0.4), (slice(16, 20), 0.2)):
         part_loss = F.cross_entropy(model(x[part]), y[part]) * share
         part_loss.backward()
-        ghost_loss += float(part_loss)
+        ghost_loss += float(part_loss.detach())
     ghost = grads()
     F.cross_entropy(model(x), y).backward()
     full = grads()
