@@ -36,7 +36,7 @@ from lrdynamics.config.checks import check_gd_run, check_run
 from lrdynamics.config.schema import ConfigError, config_error, load_schema, schema_defaults
 from lrdynamics.engine.adaptive import is_adaptive
 from lrdynamics.engine.facts import DATASET_SOURCES, channel_counts
-from lrdynamics.engine.schedules import MILESTONE_SCHEDULES, milestone_steps, steps_per_epoch
+from lrdynamics.engine.schedules import MILESTONE_SCHEDULES, milestone_steps, steps_per_epoch, total_steps
 from lrdynamics.studies import figure_experiments
 
 # Run keys a rehearsal changes: "length" (times the experiment's factor), "cadence" (times
@@ -235,15 +235,23 @@ def rehearsed_gd_run(run: dict, factor: float, spec: dict) -> dict:
     return r
 
 
+def _n_train(run: dict, config: dict) -> int:
+    """Training images of the run's (rehearsed) dataset."""
+    ds = config["datasets"][run["dataset"]]
+    return ds["train_subset"] or DATASET_SOURCES[ds["source"]].n_train
+
+
+def _steps_per_epoch(run: dict, config: dict) -> int:
+    tr = run["training"]
+    return steps_per_epoch(_n_train(run, config), tr["batch_size"], tr["drop_last"])
+
+
 def _phases_ok(run: dict, config: dict) -> bool:
     """Every piece of the schedule (0 .. first milestone .. last .. end) has an update."""
     if "kind" in run:  # GD: one phase
         return run["steps"] >= 1
-    ds = config["datasets"][run["dataset"]]
-    n_train = ds["train_subset"] or DATASET_SOURCES[ds["source"]].n_train
-    tr, sched = run["training"], run["schedule"]
-    spe = steps_per_epoch(n_train, tr["batch_size"], tr["drop_last"])
-    n_steps = max(1, round(tr["epochs"] * spe))
+    sched, spe = run["schedule"], _steps_per_epoch(run, config)
+    n_steps = total_steps(run["training"]["epochs"], spe)
     steps = [0, *(milestone_steps(sched, spe) if sched["name"] in MILESTONE_SCHEDULES else []), n_steps]
     return all(b > a for a, b in zip(steps, steps[1:]))
 
@@ -253,11 +261,7 @@ def _window_ok(run: dict, config: dict, window: float | None, factor: float) -> 
     the run, so that it holds a noise measurement (the cadence is at most half of it)."""
     if not window or "kind" in run:
         return True
-    ds, tr = config["datasets"][run["dataset"]], run["training"]
-    spe = steps_per_epoch(
-        ds["train_subset"] or DATASET_SOURCES[ds["source"]].n_train, tr["batch_size"], tr["drop_last"]
-    )
-    return window * factor * spe >= 2
+    return window * factor * _steps_per_epoch(run, config) >= 2
 
 
 def _rehearsed_datasets(config: dict, spec: dict) -> dict:
@@ -311,16 +315,10 @@ def rehearse(config: dict) -> None:
 def _rehearsed_experiment(config: dict, name: str, runs: dict, spec: dict, window=None) -> tuple[dict, float]:
     factor, last_error = spec["length"], None
     sgd = [r for r in runs.values() if "kind" not in r]
-    batches = batch_map(
-        [r["training"]["batch_size"] for r in sgd]
-        + [
-            r["schedule"]["reference_batch_size"]
-            for r in sgd
-            if any(x["schedule"]["scaling_rule"] != "none" for x in sgd)
-        ]
-        or [1],
-        spec["batch_size"],
-    )
+    # the reference batch sizes too where a scaling rule reads them (κ kept)
+    uses_rule = any(r["schedule"]["scaling_rule"] != "none" for r in sgd)
+    references = [r["schedule"]["reference_batch_size"] for r in sgd] if uses_rule else []
+    batches = batch_map([r["training"]["batch_size"] for r in sgd] + references or [1], spec["batch_size"])
     # SVAG's l: at most svag_updates updates per effective step (l, or l^2 for adam/rmsprop)
     adaptive = any(is_adaptive(r["optimizer"]) for r in sgd)
     l_cap = math.isqrt(spec["svag_updates"]) if adaptive else spec["svag_updates"]
@@ -347,8 +345,7 @@ def _rehearsed_run(config: dict, run: dict, factor: float, spec: dict, batches: 
     if gd:
         r = rehearsed_gd_run(run, factor, spec)
     else:
-        n_train = ds["train_subset"] or DATASET_SOURCES[ds["source"]].n_train
-        r = rehearsed_sgd_run(run, factor, spec, batches, n_train, window)
+        r = rehearsed_sgd_run(run, factor, spec, batches, _n_train(run, config), window)
         r["optimizer"]["svag"] = svag[run["optimizer"]["svag"]]
     r["dataset_spec"] = {**ds, "name": r["dataset"]}
     r["dataset_dir"] = str(Path(config["prepared_dir"]) / r["dataset"])
